@@ -1,0 +1,65 @@
+"""Helpers every handler uses: services, JSON bodies, ids and timestamps."""
+
+import json
+import uuid
+
+import webob
+
+from glance_cache import context, errors
+
+SERVICES_KEY = 'glance_cache.services'
+
+
+def services(req):
+    """The node's Services (config, database, store, policy) for this request."""
+    return req.environ[SERVICES_KEY]
+
+
+def request_context(req):
+    return context.from_request(req)
+
+
+def json_response(body, status=200, headers=None):
+    resp = webob.Response(status=status, content_type='application/json', charset='utf-8')
+    resp.body = json.dumps(body).encode('utf-8')
+    for name, value in (headers or {}).items():
+        resp.headers[name] = value
+    return resp
+
+
+def empty_response(status=204):
+    resp = webob.Response(status=status)
+    del resp.content_type
+    return resp
+
+
+def read_json(req, content_types=('application/json',)):
+    """The request's JSON body, after checking its Content-Type."""
+    if req.content_type not in content_types:
+        raise errors.UnsupportedMediaType(
+            'Content-Type must be %s, not %r' % (' or '.join(content_types),
+                                                 req.content_type or ''))
+    try:
+        return json.loads(req.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.BadRequest('Malformed JSON in request body: %s' % exc) from None
+
+
+def require_image_id(value):
+    """The canonical form of a UUID image id; 404 for anything that is not one.
+
+    Ids become store keys and cache file names, so nothing but a UUID in its
+    canonical 36-character form gets past this point.
+    """
+    try:
+        parsed = uuid.UUID(value)
+    except (TypeError, ValueError, AttributeError):
+        raise errors.ImageNotFound(value if isinstance(value, str) and value.isprintable()
+                                   else None) from None
+    if str(parsed) != value.lower():
+        raise errors.ImageNotFound(value if value.isprintable() else None)
+    return str(parsed)
+
+
+def isotime(value):
+    return value.strftime('%Y-%m-%dT%H:%M:%SZ') if value else None

@@ -1,0 +1,171 @@
+"""Image data: upload (PUT /v2/images/{id}/file) and download (GET, with Range)."""
+
+import logging
+import re
+
+from glance_cache import errors
+from glance_cache.api import common, images
+
+LOG = logging.getLogger(__name__)
+
+_RANGE = re.compile(r'^bytes=(\d*)-(\d*)$')
+
+
+class UploadReader:
+    """A file-like view of the request body that enforces the size limits.
+
+    glance_store reads it with ``read(n)``; it stops the upload with 413 as
+    soon as the body passes ``image_size_cap`` and with 400 as soon as it
+    passes the declared size, so an oversized body is never stored whole.
+    """
+
+    def __init__(self, stream, cap, declared):
+        self._stream = stream
+        self._cap = cap
+        self._declared = declared
+        self.bytes_read = 0
+
+    def read(self, size=-1):
+        try:
+            chunk = self._stream.read(size)
+        except OSError as exc:
+            raise errors.BadRequest('Reading the upload failed: %s' % exc) from None
+        self.bytes_read += len(chunk)
+        if self.bytes_read > self._cap:
+            raise errors.RequestEntityTooLarge(
+                'Image data exceeds the image size cap of %d bytes' % self._cap)
+        if self._declared is not None and self.bytes_read > self._declared:
+            raise errors.BadRequest('Image data is longer than the declared size %d'
+                                    % self._declared)
+        return chunk
+
+
+def _declared_size(req, cap):
+    header = req.headers.get('x-openstack-image-size')
+    if header is None:
+        return None
+    try:
+        size = int(header)
+    except ValueError:
+        raise errors.BadRequest('x-openstack-image-size must be a whole number') from None
+    if size < 0:
+        raise errors.BadRequest('x-openstack-image-size must not be negative')
+    if size > cap:
+        raise errors.RequestEntityTooLarge(
+            'Declared size %d exceeds the image size cap of %d bytes' % (size, cap))
+    return size
+
+
+def upload(req, image_id):
+    """PUT /v2/images/{image_id}/file: 204 once the data is stored and hashed.
+
+    The image goes queued -> saving -> active. Any failure returns it to
+    queued with no data left in the store.
+    """
+    image = images.get_visible(req, image_id)
+    svc = common.services(req)
+    svc.policy.authorize(common.request_context(req), 'upload_image', svc.target(image))
+    if req.content_type != 'application/octet-stream':
+        raise errors.UnsupportedMediaType('Content-Type must be application/octet-stream, '
+                                          'not %r' % (req.content_type or ''))
+    cap = svc.conf.api.image_size_cap
+    declared = _declared_size(req, cap)
+    if req.content_length is not None:
+        if req.content_length > cap:
+            raise errors.RequestEntityTooLarge(
+                'Content-Length %d exceeds the image size cap of %d bytes'
+                % (req.content_length, cap))
+        if declared is not None and declared != req.content_length:
+            raise errors.BadRequest('x-openstack-image-size %d does not match '
+                                    'Content-Length %d' % (declared, req.content_length))
+        if declared is None:
+            declared = req.content_length
+    if image['status'] != 'queued':
+        raise errors.Conflict('Image %s has status %s: data can be uploaded only to a '
+                              'queued image' % (image['id'], image['status']))
+    svc.db.image_update(image['id'], {'status': 'saving'}, expected_status='queued')
+    reader = UploadReader(req.body_file_raw if req.is_body_readable else _Empty(),
+                          cap, declared)
+    location = None
+    try:
+        location, size, checksum, multihash = svc.store.add(image['id'], reader,
+                                                            declared or 0)
+        if declared is not None and size != declared:
+            raise errors.BadRequest('Image data is %d bytes, the declared size is %d'
+                                    % (size, declared))
+        svc.db.image_update(image['id'], {
+            'status': 'active', 'size': size, 'checksum': checksum,
+            'os_hash_algo': svc.store.hash_algo, 'os_hash_value': multihash,
+            'location': location,
+        }, expected_status='saving')
+    except BaseException as exc:
+        _abandon_upload(svc, image['id'], location, exc)
+        if isinstance(exc, errors.NotFound):
+            raise errors.Conflict('Image %s was deleted during the upload' % image['id']) \
+                from None
+        raise
+    return common.empty_response()
+
+
+class _Empty:
+    def read(self, size=-1):
+        return b''
+
+
+def _abandon_upload(svc, image_id, location, exc):
+    """Undo a failed upload: drop stored data and put the image back to queued."""
+    LOG.warning('Upload of image %s failed: %s', image_id, exc)
+    if location is not None:
+        svc.store.delete(location)
+    try:
+        svc.db.image_update(image_id, {'status': 'queued'}, expected_status='saving')
+    except errors.GlanceCacheError:
+        pass  # deleted or changed meanwhile: nothing to put back
+
+
+def _parse_range(header, size):
+    """``(start, end)`` inclusive for a single byte range; None to ignore the header."""
+    match = _RANGE.match(header.strip())
+    if not match or match.groups() == ('', ''):
+        return None
+    first, last = match.groups()
+    if first == '':
+        length = int(last)
+        if length == 0:
+            raise errors.RangeNotSatisfiable('Empty suffix range',
+                                             headers={'Content-Range': 'bytes */%d' % size})
+        return max(size - length, 0), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or (last and int(last) < start):
+        raise errors.RangeNotSatisfiable('Range %s is outside the image\'s %d bytes'
+                                         % (header, size),
+                                         headers={'Content-Range': 'bytes */%d' % size})
+    return start, end
+
+
+def download(req, image_id):
+    """GET /v2/images/{image_id}/file: 200 with the data, 206 for a Range, 204 if none."""
+    image = images.get_visible(req, image_id)
+    svc = common.services(req)
+    svc.policy.authorize(common.request_context(req), 'download_image', svc.target(image))
+    if image['status'] != 'active' or not image['location']:
+        return common.empty_response()
+    size = image['size']
+    byte_range = _parse_range(req.headers['Range'], size) if 'Range' in req.headers else None
+    resp = common.empty_response(200)
+    resp.content_type = 'application/octet-stream'
+    resp.headers['Accept-Ranges'] = 'bytes'
+    if byte_range is None:
+        resp.app_iter, _ = svc.store.get(image['location'])
+        resp.content_length = size
+        if image['checksum']:
+            resp.headers['Content-MD5'] = image['checksum']
+    else:
+        start, end = byte_range
+        resp.app_iter, _ = svc.store.get(image['location'], offset=start,
+                                         length=end - start + 1)
+        resp.status = 206
+        resp.content_length = end - start + 1
+        resp.headers['Content-Range'] = 'bytes %d-%d/%d' % (start, end, size)
+    return resp

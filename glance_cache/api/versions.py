@@ -1,0 +1,32 @@
+"""The version document: GET / (300) and GET /versions (200)."""
+
+from glance_cache.api import common
+
+# (id, status) newest first. v2.14-v2.18 (the cache API) join when the cache does.
+IMAGE_API_VERSIONS = (
+    ('v2.7', 'CURRENT'),
+    ('v2.6', 'SUPPORTED'),
+    ('v2.5', 'SUPPORTED'),
+    ('v2.4', 'SUPPORTED'),
+    ('v2.3', 'SUPPORTED'),
+    ('v2.2', 'SUPPORTED'),
+    ('v2.1', 'SUPPORTED'),
+    ('v2.0', 'SUPPORTED'),
+)
+
+
+def _document(req):
+    href = req.host_url.rstrip('/') + '/v2/'
+    return {'versions': [{'id': vid, 'status': status,
+                          'links': [{'rel': 'self', 'href': href}]}
+                         for vid, status in IMAGE_API_VERSIONS]}
+
+
+def list_versions(req):
+    """GET /versions: 200 with every API version this service implements."""
+    return common.json_response(_document(req))
+
+
+def multiple_choices(req):
+    """GET /: 300 with the same document, as Glance answers."""
+    return common.json_response(_document(req), status=300)

@@ -1,0 +1,1 @@
+"""Console scripts: glance-cache-api and glance-cache-manage."""

@@ -1,0 +1,43 @@
+"""Configuration: every option group of glance-cache, registered on one ConfigOpts.
+
+``register_opts`` is called by the application factory and the commands;
+``list_opts`` feeds oslo-config-generator (namespace ``glance_cache``).
+"""
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from glance_cache.conf import api, database, default
+
+CONF = cfg.CONF
+
+_MODULES = (default, api, database)
+
+# Defaults that differ from those of the libraries we embed: the embedded
+# configuration keeps everything under ./data so that `make run` needs nothing.
+STORE_DATADIR_DEFAULT = 'data/images'
+
+
+def register_opts(conf):
+    """Register all of glance-cache's own options and the libraries' on ``conf``."""
+    for module in _MODULES:
+        module.register_opts(conf)
+    logging.register_options(conf)
+    import glance_store
+    glance_store.register_opts(conf)
+    set_external_defaults()
+
+
+def set_external_defaults():
+    """Set our defaults on options that belong to glance_store."""
+    from glance_store._drivers import filesystem
+    cfg.set_defaults(filesystem._FILESYSTEM_CONFIGS,
+                     filesystem_store_datadir=STORE_DATADIR_DEFAULT)
+
+
+def list_opts():
+    """Our option groups, for oslo-config-generator."""
+    result = []
+    for module in _MODULES:
+        result.extend(module.list_opts())
+    return result

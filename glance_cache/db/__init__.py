@@ -1,0 +1,1 @@
+"""Metadata database: models, queries (api.py) and Alembic migrations."""

@@ -1,0 +1,291 @@
+"""Every query glance-cache issues goes through ``Database``.
+
+Rows leave this module as plain dicts (an image with ``properties`` and
+``tags``), so the API layer never holds a connection.
+
+SQLite, the embedded default, serves many threads at once here: WAL mode lets
+readers run beside a writer, and writers open their transaction with
+``BEGIN IMMEDIATE`` so they queue on the busy timeout instead of failing with
+"database is locked" when a read transaction tries to upgrade to a write.
+"""
+
+import contextlib
+import datetime
+import logging
+import os
+
+import alembic.command
+import alembic.config
+import sqlalchemy as sa
+
+from glance_cache import errors
+from glance_cache.db import models
+
+LOG = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), 'migrations')
+
+SORT_KEYS = ('created_at', 'updated_at', 'name', 'status', 'size', 'id', 'visibility',
+             'owner', 'disk_format', 'container_format', 'min_disk', 'min_ram')
+
+# What NULL sorts as, per column type, so that keyset paging has a total order.
+_NULL_SORTS_AS = {'name': '', 'owner': '', 'disk_format': '', 'container_format': '',
+                  'size': -1}
+
+_images = models.images
+_props = models.image_properties
+_tags = models.image_tags
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+def _create_engine(url, conf):
+    url = sa.engine.make_url(url)
+    if url.get_backend_name() == 'sqlite':
+        if url.database and url.database != ':memory:':
+            directory = os.path.dirname(os.path.abspath(url.database))
+            os.makedirs(directory, exist_ok=True)
+        engine = sa.create_engine(
+            url, connect_args={'timeout': conf.database.sqlite_busy_timeout,
+                               'check_same_thread': False})
+        busy_ms = conf.database.sqlite_busy_timeout * 1000
+
+        @sa.event.listens_for(engine, 'connect')
+        def _sqlite_connect(dbapi_conn, _record):
+            # We issue BEGIN ourselves (below); pysqlite's own would be DEFERRED.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute('PRAGMA journal_mode=WAL')
+            cur.execute('PRAGMA synchronous=NORMAL')
+            cur.execute('PRAGMA foreign_keys=ON')
+            cur.execute('PRAGMA busy_timeout=%d' % busy_ms)
+            cur.close()
+
+        @sa.event.listens_for(engine, 'begin')
+        def _sqlite_begin(conn):
+            write = conn.get_execution_options().get('glance_cache_write')
+            conn.exec_driver_sql('BEGIN IMMEDIATE' if write else 'BEGIN')
+
+        return engine
+    return sa.create_engine(url, pool_size=conf.database.max_pool_size, max_overflow=10,
+                            pool_pre_ping=True, pool_recycle=3600)
+
+
+class Database:
+    """The metadata database of one process: engine, migrations and image queries."""
+
+    def __init__(self, conf, url=None):
+        self.engine = _create_engine(url or conf.database.connection, conf)
+
+    # -- transactions ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _read(self):
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextlib.contextmanager
+    def _write(self):
+        with self.engine.connect() as conn:
+            conn.execution_options(glance_cache_write=True)
+            with conn.begin():
+                yield conn
+
+    def dispose(self):
+        self.engine.dispose()
+
+    # -- schema ---------------------------------------------------------------
+
+    def _alembic_config(self, conn):
+        cfg = alembic.config.Config()
+        cfg.set_main_option('script_location', MIGRATIONS_DIR)
+        cfg.attributes['connection'] = conn
+        return cfg
+
+    def sync(self):
+        """Apply every migration not yet applied (``glance-cache-manage db sync``)."""
+        with self.engine.begin() as conn:
+            alembic.command.upgrade(self._alembic_config(conn), 'head')
+
+    def current_revision(self):
+        """The applied migration, or None on an empty database."""
+        from alembic.runtime.migration import MigrationContext
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self):
+        from alembic.script import ScriptDirectory
+        with self.engine.connect() as conn:
+            return ScriptDirectory.from_config(self._alembic_config(conn)).get_current_head()
+
+    def ensure_schema(self):
+        """Migrate an empty database; refuse to serve an outdated one.
+
+        The API calls this at start so that a first run needs no manual step;
+        a database that holds an older schema is left for ``db sync`` so that
+        upgrades stay an operator's decision.
+        """
+        current = self.current_revision()
+        head = self.head_revision()
+        if current == head:
+            return
+        if current is None and not sa.inspect(self.engine).get_table_names():
+            LOG.info('Empty database: applying migrations up to %s', head)
+            try:
+                self.sync()
+            except sa.exc.DBAPIError:
+                # Another process of this node migrated it at the same moment.
+                if self.current_revision() != head:
+                    raise
+            return
+        raise RuntimeError('Database schema is at revision %s, this code needs %s: run '
+                           '"glance-cache-manage db sync"' % (current, head))
+
+    # -- images ---------------------------------------------------------------
+
+    def _attach(self, conn, rows):
+        """Images as dicts with their properties and tags, in the order of ``rows``."""
+        images = [dict(row._mapping) for row in rows]
+        if not images:
+            return images
+        ids = [img['id'] for img in images]
+        props = {i: {} for i in ids}
+        tags = {i: [] for i in ids}
+        for row in conn.execute(sa.select(_props).where(_props.c.image_id.in_(ids))):
+            props[row.image_id][row.name] = row.value
+        for row in conn.execute(sa.select(_tags).where(_tags.c.image_id.in_(ids))
+                                .order_by(_tags.c.value)):
+            tags[row.image_id].append(row.value)
+        for img in images:
+            img['properties'] = props[img['id']]
+            img['tags'] = tags[img['id']]
+        return images
+
+    def _get(self, conn, image_id):
+        rows = conn.execute(sa.select(_images).where(_images.c.id == image_id)).all()
+        if not rows:
+            raise errors.ImageNotFound(image_id)
+        return self._attach(conn, rows)[0]
+
+    def image_get(self, image_id):
+        """The image with ``image_id``; errors.ImageNotFound if there is none."""
+        with self._read() as conn:
+            return self._get(conn, image_id)
+
+    def image_create(self, values, properties=None, tags=()):
+        """Insert an image; ``values`` must hold every non-nullable column."""
+        now = utcnow()
+        row = dict(values, created_at=now, updated_at=now)
+        try:
+            with self._write() as conn:
+                conn.execute(_images.insert().values(**row))
+                self._write_properties(conn, row['id'], properties or {}, ())
+                self._write_tags(conn, row['id'], tags)
+                return self._get(conn, row['id'])
+        except sa.exc.IntegrityError:
+            raise errors.Conflict('An image with ID %s already exists' % row['id']) from None
+
+    def image_update(self, image_id, values=None, set_properties=None,
+                     remove_properties=(), tags=None, expected_status=None):
+        """Change an image in one transaction and return it as it now is.
+
+        With ``expected_status`` the change happens only if the image still has
+        that status (a compare-and-set); otherwise errors.Conflict.
+        """
+        with self._write() as conn:
+            stmt = (_images.update().where(_images.c.id == image_id)
+                    .values(**dict(values or {}, updated_at=utcnow())))
+            if expected_status is not None:
+                stmt = stmt.where(_images.c.status == expected_status)
+            if conn.execute(stmt).rowcount != 1:
+                current = self._get(conn, image_id)  # raises ImageNotFound
+                raise errors.Conflict('Image %s has status %s, not %s'
+                                      % (image_id, current['status'], expected_status))
+            self._write_properties(conn, image_id, set_properties or {}, remove_properties)
+            if tags is not None:
+                conn.execute(_tags.delete().where(_tags.c.image_id == image_id))
+                self._write_tags(conn, image_id, tags)
+            return self._get(conn, image_id)
+
+    def image_destroy(self, image_id):
+        """Delete an image's record; return it as it was."""
+        with self._write() as conn:
+            image = self._get(conn, image_id)
+            conn.execute(_props.delete().where(_props.c.image_id == image_id))
+            conn.execute(_tags.delete().where(_tags.c.image_id == image_id))
+            conn.execute(_images.delete().where(_images.c.id == image_id))
+            return image
+
+    @staticmethod
+    def _write_properties(conn, image_id, set_properties, remove_properties):
+        names = list(set_properties) + list(remove_properties)
+        if names:
+            conn.execute(_props.delete().where(_props.c.image_id == image_id,
+                                               _props.c.name.in_(names)))
+        if set_properties:
+            conn.execute(_props.insert(), [{'image_id': image_id, 'name': k, 'value': v}
+                                           for k, v in set_properties.items()])
+
+    @staticmethod
+    def _write_tags(conn, image_id, tags):
+        unique = sorted(set(tags))
+        if unique:
+            conn.execute(_tags.insert(), [{'image_id': image_id, 'value': t}
+                                          for t in unique])
+
+    def image_list(self, *, project_id, is_admin, filters=None, marker=None, limit=25,
+                   sort_key='created_at', sort_dir='desc'):
+        """One page of the images the caller may see, and whether more follow.
+
+        ``filters`` may hold name, status, visibility (or 'all'), owner, tags (all
+        must match) and os_hidden (None lists hidden and visible images).
+        Returns ``(images, has_more)``.
+        """
+        filters = dict(filters or {})
+        query = sa.select(_images).where(self._visible_to(project_id, is_admin,
+                                                          filters.get('visibility')))
+        for key in ('name', 'status', 'owner'):
+            if filters.get(key) is not None:
+                query = query.where(_images.c[key] == filters[key])
+        if filters.get('os_hidden') is not None:
+            query = query.where(_images.c.os_hidden == filters['os_hidden'])
+        for tag in filters.get('tags', ()):
+            query = query.where(sa.exists().where(_tags.c.image_id == _images.c.id,
+                                                  _tags.c.value == tag))
+        column = _images.c[sort_key]
+        if sort_key in _NULL_SORTS_AS:
+            column = sa.func.coalesce(column, _NULL_SORTS_AS[sort_key])
+        order = sa.desc if sort_dir == 'desc' else sa.asc
+        with self._read() as conn:
+            if marker is not None:
+                mrow = conn.execute(sa.select(column.label('v'), _images.c.id)
+                                    .where(_images.c.id == marker)).first()
+                if mrow is None:
+                    raise errors.BadRequest('Marker %s does not name an image' % marker)
+                if sort_dir == 'desc':
+                    after = sa.or_(column < mrow.v,
+                                   sa.and_(column == mrow.v, _images.c.id < mrow.id))
+                else:
+                    after = sa.or_(column > mrow.v,
+                                   sa.and_(column == mrow.v, _images.c.id > mrow.id))
+                query = query.where(after)
+            query = query.order_by(order(column), order(_images.c.id)).limit(limit + 1)
+            rows = conn.execute(query).all()
+            has_more = len(rows) > limit
+            return self._attach(conn, rows[:limit]), has_more
+
+    @staticmethod
+    def _visible_to(project_id, is_admin, visibility):
+        own = _images.c.owner == project_id
+        vis = _images.c.visibility
+        if visibility in (None, 'all'):
+            if is_admin:
+                return sa.true()
+            if visibility == 'all':
+                return sa.or_(vis.in_(('public', 'community')), own)
+            return sa.or_(vis == 'public', own)
+        if visibility in ('public', 'community') or is_admin:
+            return vis == visibility
+        return sa.and_(vis == visibility, own)

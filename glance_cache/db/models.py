@@ -1,0 +1,55 @@
+"""The SQL schema of the metadata database, as SQLAlchemy tables.
+
+Migrations under migrations/ create and change these tables; tests compare the
+migrated schema with this module so the two never drift.
+"""
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+metadata = sa.MetaData()
+
+# Microsecond timestamps everywhere: MySQL's DATETIME drops them unless asked.
+Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mysql', 'mariadb')
+
+images = sa.Table(
+    'images', metadata,
+    sa.Column('id', sa.String(36), primary_key=True),
+    sa.Column('name', sa.String(255)),
+    sa.Column('status', sa.String(30), nullable=False),
+    sa.Column('visibility', sa.String(20), nullable=False),
+    sa.Column('protected', sa.Boolean, nullable=False),
+    sa.Column('os_hidden', sa.Boolean, nullable=False),
+    sa.Column('owner', sa.String(255)),
+    sa.Column('disk_format', sa.String(20)),
+    sa.Column('container_format', sa.String(20)),
+    sa.Column('size', sa.BigInteger),
+    sa.Column('virtual_size', sa.BigInteger),
+    sa.Column('checksum', sa.String(32)),
+    sa.Column('os_hash_algo', sa.String(64)),
+    sa.Column('os_hash_value', sa.String(128)),
+    sa.Column('min_disk', sa.Integer, nullable=False),
+    sa.Column('min_ram', sa.Integer, nullable=False),
+    sa.Column('location', sa.Text),
+    sa.Column('created_at', Timestamp, nullable=False),
+    sa.Column('updated_at', Timestamp, nullable=False),
+    sa.Index('ix_images_created_at_id', 'created_at', 'id'),
+    sa.Index('ix_images_owner', 'owner'),
+    sa.Index('ix_images_status', 'status'),
+    sa.Index('ix_images_visibility', 'visibility'),
+)
+
+image_properties = sa.Table(
+    'image_properties', metadata,
+    sa.Column('image_id', sa.String(36), sa.ForeignKey('images.id', ondelete='CASCADE'),
+              primary_key=True),
+    sa.Column('name', sa.String(255), primary_key=True),
+    sa.Column('value', sa.Text, nullable=False),
+)
+
+image_tags = sa.Table(
+    'image_tags', metadata,
+    sa.Column('image_id', sa.String(36), sa.ForeignKey('images.id', ondelete='CASCADE'),
+              primary_key=True),
+    sa.Column('value', sa.String(255), primary_key=True),
+)

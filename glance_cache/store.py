@@ -1,0 +1,68 @@
+"""The seam over glance_store: add, get (with offset and length) and delete.
+
+glance_store keeps its stores in module state; ``ImageStore`` configures them
+once per process and maps glance_store's exceptions to ours, so no other
+module imports glance_store.
+"""
+
+import logging
+
+import glance_store
+from glance_store import exceptions as store_exc
+
+from glance_cache import errors
+
+LOG = logging.getLogger(__name__)
+
+HASH_ALGO = 'sha512'
+
+
+class StoreDataMissing(errors.NotFound):
+    """The image record points at data the store no longer has."""
+
+
+class ImageStore:
+    """Image data in the configured glance_store backend."""
+
+    hash_algo = HASH_ALGO
+
+    def __init__(self, conf):
+        self.conf = conf
+        glance_store.create_stores(conf)
+        glance_store.verify_default_store()
+
+    def add(self, image_id, reader, size):
+        """Write ``reader``'s bytes as the data of ``image_id``.
+
+        ``size`` is the expected length, or 0 when unknown. Returns
+        ``(location, size, md5_hex, sha512_hex)``. On any failure nothing is
+        left in the store.
+        """
+        try:
+            location, written, checksum, multihash, _meta = (
+                glance_store.add_to_backend_with_multihash(
+                    self.conf, image_id, reader, size, HASH_ALGO))
+        except store_exc.Invalid as exc:
+            raise errors.BadRequest(str(exc.msg if hasattr(exc, 'msg') else exc)) from None
+        except store_exc.StorageFull:
+            raise errors.RequestEntityTooLarge('The image store is full') from None
+        except store_exc.Duplicate:
+            raise errors.Conflict('The store already holds data for image %s' % image_id) \
+                from None
+        except store_exc.StorageWriteDenied:
+            raise errors.ServiceUnavailable('The image store refused the write') from None
+        return location, written, checksum, multihash
+
+    def get(self, location, offset=0, length=None):
+        """An iterator over the data at ``location`` from ``offset``, and its size."""
+        try:
+            return glance_store.get_from_backend(location, offset=offset, chunk_size=length)
+        except store_exc.NotFound:
+            raise StoreDataMissing('The image data is missing from the store') from None
+
+    def delete(self, location):
+        """Delete the data at ``location``; data already gone is not an error."""
+        try:
+            glance_store.delete_from_backend(location)
+        except store_exc.NotFound:
+            LOG.info('Data at %s was already gone', location)

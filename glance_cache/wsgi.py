@@ -1,0 +1,90 @@
+"""The application factory, and ``application`` for any WSGI server.
+
+``glance_cache.wsgi:application`` is built on first access from the config
+files named in ``GLANCE_CACHE_CONFIG_FILES`` (comma-separated) or, without it,
+from oslo.config's usual places (``/etc/glance-cache/glance-cache.conf`` ...),
+so uWSGI, gunicorn or mod_wsgi can serve it with no glance-cache command
+involved. ``glance-cache-api`` uses ``build_app`` with the configuration it
+parsed from its own command line.
+"""
+
+import os
+import threading
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from glance_cache import conf as gc_conf
+from glance_cache import deploy, policy, store
+from glance_cache.db import api as db_api
+
+LOG = logging.getLogger(__name__)
+
+PROJECT = 'glance-cache'
+CONFIG_FILES_ENV = 'GLANCE_CACHE_CONFIG_FILES'
+
+
+class Services:
+    """What handlers need of the node: config, database, store and policy.
+
+    One instance per process, owned by the application built around it.
+    """
+
+    def __init__(self, conf):
+        self.conf = conf
+        self.db = db_api.Database(conf)
+        self.store = store.ImageStore(conf)
+        self.policy = policy.Enforcer(conf)
+
+    @staticmethod
+    def target(image):
+        return policy.ImageTarget(image)
+
+
+def parse_config(argv, conf=None, default_config_files=None):
+    """Register every option on ``conf`` (cfg.CONF by default) and parse ``argv``."""
+    conf = conf if conf is not None else cfg.CONF
+    gc_conf.register_opts(conf)
+    conf(argv, project=PROJECT, default_config_files=default_config_files)
+    logging.setup(conf, PROJECT)
+    return conf
+
+
+def prepare_database(conf):
+    """Create the schema of an empty database (the node's first start)."""
+    database = db_api.Database(conf)
+    try:
+        database.ensure_schema()
+    finally:
+        database.dispose()
+
+
+def build_app(conf):
+    """The WSGI application of a node for an already parsed configuration."""
+    prepare_database(conf)
+    services = Services(conf)
+    LOG.info('glance-cache node ready: database %s, store %s',
+             services.db.engine.url.render_as_string(hide_password=True),
+             conf.glance_store.default_store)
+    return deploy.build(conf, services)
+
+
+_lock = threading.Lock()
+_application = None
+
+
+def _load_application():
+    global _application
+    with _lock:
+        if _application is None:
+            files = [f for f in os.environ.get(CONFIG_FILES_ENV, '').split(',') if f]
+            conf = parse_config([], default_config_files=files or None)
+            _application = build_app(conf)
+    return _application
+
+
+def __getattr__(name):
+    # Build ``application`` lazily so that importing this module has no effects.
+    if name == 'application':
+        return _load_application()
+    raise AttributeError(name)

@@ -1,0 +1,227 @@
+"""Test helpers: a real glance-cache node in its own process, and throwaway databases."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+API_COMMAND = os.path.join(BIN, 'glance-cache-api')
+MANAGE_COMMAND = os.path.join(BIN, 'glance-cache-manage')
+LISTENING = re.compile(r'glance-cache-api listening on (http://\S+)')
+START_TIMEOUT = 60
+
+PG_ADMIN_URL = os.environ.get('GLANCE_CACHE_TEST_PG', 'postgresql://postgres@127.0.0.1:5432/postgres')
+MYSQL_ADMIN = os.environ.get('GLANCE_CACHE_TEST_MYSQL', 'root@127.0.0.1:3306')
+
+
+def in_ci():
+    return os.environ.get('CI', '').lower() in ('1', 'true', 'yes')
+
+
+def unavailable(what, exc):
+    """Skip with a clear reason on a developer machine; fail in CI, where it must run."""
+    message = '%s is not reachable: %s' % (what, exc)
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class ThrowawayDatabase:
+    """A database created for one test session and dropped afterwards."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.name = 'gc_test_%s' % uuid.uuid4().hex[:12]
+        self.url = None
+
+    def create(self, tmp_dir):
+        if self.backend == 'sqlite':
+            self.url = 'sqlite:///%s' % os.path.join(tmp_dir, 'glance-cache.db')
+        elif self.backend == 'postgresql':
+            import psycopg2
+            try:
+                conn = psycopg2.connect(PG_ADMIN_URL, connect_timeout=5)
+            except psycopg2.OperationalError as exc:
+                unavailable('PostgreSQL at %s' % PG_ADMIN_URL, exc)
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute('CREATE DATABASE %s' % self.name)
+            conn.close()
+            self.url = 'postgresql+psycopg2://postgres@127.0.0.1:5432/%s' % self.name
+        elif self.backend == 'mysql':
+            import pymysql
+            user, host = MYSQL_ADMIN.split('@')
+            hostname, port = host.split(':')
+            try:
+                conn = pymysql.connect(host=hostname, port=int(port), user=user,
+                                       connect_timeout=5)
+            except pymysql.err.OperationalError as exc:
+                unavailable('MariaDB at %s' % MYSQL_ADMIN, exc)
+            with conn.cursor() as cur:
+                cur.execute('CREATE DATABASE %s CHARACTER SET utf8mb4' % self.name)
+            conn.close()
+            self.url = 'mysql+pymysql://%s@%s/%s?charset=utf8mb4' % (user, host, self.name)
+        return self.url
+
+    def drop(self):
+        if self.backend == 'postgresql':
+            import psycopg2
+            conn = psycopg2.connect(PG_ADMIN_URL, connect_timeout=5)
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute('DROP DATABASE IF EXISTS %s WITH (FORCE)' % self.name)
+            conn.close()
+        elif self.backend == 'mysql':
+            import pymysql
+            user, host = MYSQL_ADMIN.split('@')
+            hostname, port = host.split(':')
+            conn = pymysql.connect(host=hostname, port=int(port), user=user)
+            with conn.cursor() as cur:
+                cur.execute('DROP DATABASE IF EXISTS %s' % self.name)
+            conn.close()
+
+
+class Node:
+    """One glance-cache-api process with its own config, store and log."""
+
+    def __init__(self, workdir, db_url, options=None, server_args=()):
+        self.workdir = str(workdir)
+        self.db_url = db_url
+        self.options = options or {}
+        self.server_args = list(server_args)
+        self.proc = None
+        self.url = None
+        self.log_path = os.path.join(self.workdir, 'node.log')
+        self.config_path = os.path.join(self.workdir, 'glance-cache.conf')
+        self.store_dir = os.path.join(self.workdir, 'images')
+        self.session = requests.Session()
+
+    def write_config(self):
+        sections = {
+            'DEFAULT': {'bind_host': '127.0.0.1', 'bind_port': '0'},
+            'database': {'connection': self.db_url},
+            'glance_store': {'filesystem_store_datadir': self.store_dir},
+        }
+        for section, values in self.options.items():
+            sections.setdefault(section, {}).update(values)
+        lines = []
+        for section, values in sections.items():
+            lines.append('[%s]' % section)
+            lines.extend('%s = %s' % (k, v) for k, v in values.items())
+            lines.append('')
+        with open(self.config_path, 'w') as f:
+            f.write('\n'.join(lines))
+
+    def start(self):
+        os.makedirs(self.workdir, exist_ok=True)
+        self.write_config()
+        log = open(self.log_path, 'ab')
+        self.proc = subprocess.Popen(
+            [API_COMMAND, '--config-file', self.config_path, *self.server_args],
+            cwd=self.workdir, stdout=log, stderr=subprocess.PIPE, start_new_session=True)
+        found = threading.Event()
+
+        def pump():
+            for raw in self.proc.stderr:
+                log.write(raw)
+                log.flush()
+                match = LISTENING.search(raw.decode('utf-8', 'replace'))
+                if match and not found.is_set():
+                    self.url = match.group(1)
+                    found.set()
+            log.close()
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not found.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError('glance-cache-api did not start:\n%s' % self.log())
+        wait_for(lambda: self._answers(), 'the node to answer', timeout=START_TIMEOUT)
+        return self
+
+    def _answers(self):
+        try:
+            return requests.get(self.url + '/versions', timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.session.close()
+
+    def log(self):
+        try:
+            with open(self.log_path, errors='replace') as f:
+                return f.read()[-20000:]
+        except OSError:
+            return ''
+
+    def request(self, method, path, token='admin', headers=None, **kwargs):
+        """An HTTP request to the node; ``token=None`` sends no X-Auth-Token."""
+        all_headers = {}
+        if token is not None:
+            all_headers['X-Auth-Token'] = token
+        all_headers.update(headers or {})
+        kwargs.setdefault('timeout', 60)
+        return self.session.request(method, self.url + path, headers=all_headers, **kwargs)
+
+    def create_image(self, token='admin', **body):
+        body.setdefault('name', 'image-%s' % uuid.uuid4().hex[:8])
+        body.setdefault('disk_format', 'raw')
+        body.setdefault('container_format', 'bare')
+        resp = self.request('POST', '/v2/images', token=token, json=body)
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+    def upload(self, image_id, data, token='admin', headers=None):
+        all_headers = {'Content-Type': 'application/octet-stream'}
+        all_headers.update(headers or {})
+        return self.request('PUT', '/v2/images/%s/file' % image_id, token=token,
+                            headers=all_headers, data=data)
+
+    def create_active_image(self, data, token='admin', **body):
+        image = self.create_image(token=token, **body)
+        resp = self.upload(image['id'], data, token=token)
+        assert resp.status_code == 204, resp.text
+        return self.request('GET', '/v2/images/%s' % image['id'], token=token).json()
+
+
+def wait_for(predicate, what, timeout=30, interval=0.05):
+    """Poll ``predicate`` until it is true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError('timed out after %ss waiting for %s' % (timeout, what))
+        time.sleep(interval)
+
+
+def chunks(data, size=1024 * 1024):
+    """A generator over ``data`` so that requests sends it chunked."""
+    for i in range(0, len(data), size):
+        yield data[i:i + size]
+
+
+def policy_file(path, rules):
+    with open(path, 'w') as f:
+        f.write(textwrap.dedent(''.join('"%s": "%s"\n' % item for item in rules.items())))
+    return path
