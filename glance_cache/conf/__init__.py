@@ -4,6 +4,8 @@
 ``list_opts`` feeds oslo-config-generator (namespace ``glance_cache``).
 """
 
+import logging as std_logging
+
 from oslo_config import cfg
 from oslo_log import log as logging
 
@@ -23,9 +25,21 @@ def register_opts(conf):
     for module in _MODULES:
         module.register_opts(conf)
     logging.register_options(conf)
-    import glance_store
-    glance_store.register_opts(conf)
+    _register_store_opts(conf)
     set_external_defaults()
+
+
+def _register_store_opts(conf):
+    import glance_store
+    # glance_store imports every driver to list its options; drivers whose
+    # client libraries are not installed (cinder needs os-brick) only warn.
+    stevedore_log = std_logging.getLogger('stevedore.extension')
+    level = stevedore_log.level
+    stevedore_log.setLevel(std_logging.ERROR)
+    try:
+        glance_store.register_opts(conf)
+    finally:
+        stevedore_log.setLevel(level)
 
 
 def set_external_defaults():
