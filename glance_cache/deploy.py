@@ -1,6 +1,7 @@
 """The middleware stack around the router, built in code."""
 
 import logging
+import time
 
 import webob.dec
 import webob.exc
@@ -33,6 +34,65 @@ class FaultWrapper:
                                            'see its log').to_response()
 
 
+class RequestLog:
+    """Log one line per request: method, path, status, bytes sent and duration.
+
+    It sits inside RequestId so that oslo.log's context (request id, user,
+    project) is on the line.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        started = time.monotonic()
+        status = []
+
+        def record_status(status_line, headers, exc_info=None):
+            status.append(status_line.split(' ', 1)[0])
+            return start_response(status_line, headers, exc_info)
+
+        body = self.app(environ, record_status)
+        file_wrapper = environ.get('wsgi.file_wrapper')
+        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+            # Leave the server's sendfile path alone: log now, not as bytes go out.
+            _log_request(environ, status, -1, started)
+            return body
+        return _LoggedBody(body, environ, status, started)
+
+
+def _log_request(environ, status, sent, started):
+    path = environ.get('PATH_INFO', '')
+    if environ.get('QUERY_STRING'):
+        path += '?' + environ['QUERY_STRING']
+    LOG.info('%s "%s %s" status: %s len: %s time: %.4f',
+             environ.get('REMOTE_ADDR', '-'), environ.get('REQUEST_METHOD'), path,
+             (status or ['-'])[0], sent if sent >= 0 else '-', time.monotonic() - started)
+
+
+class _LoggedBody:
+    """The response body, counted as it is sent; the line is logged on close."""
+
+    def __init__(self, body, environ, status, started):
+        self._body = body
+        self._environ = environ
+        self._status = status
+        self._started = started
+        self._sent = 0
+
+    def __iter__(self):
+        for chunk in self._body:
+            self._sent += len(chunk)
+            yield chunk
+
+    def close(self):
+        try:
+            if hasattr(self._body, 'close'):
+                self._body.close()
+        finally:
+            _log_request(self._environ, self._status, self._sent, self._started)
+
+
 class _PublicPathBypass:
     """Send version discovery past authentication, everything else through it."""
 
@@ -60,10 +120,12 @@ def build(conf, services):
     authentication, which sets those headers and so must wrap the context
     (version discovery bypasses it); the fault wrapper outside all of them so
     that errors raised by auth become JSON too; and the request id outermost
-    so that every response, errors included, carries x-openstack-request-id.
+    so that every response, errors included, carries x-openstack-request-id,
+    with the request log just inside it so its lines carry that id.
     """
     app = router.Router(services)
     app = context.ContextMiddleware(app)
     app = _PublicPathBypass(_auth_middleware(conf, app), app)
     app = FaultWrapper(app)
+    app = RequestLog(app)
     return request_id.RequestId(app)

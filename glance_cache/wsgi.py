@@ -46,6 +46,9 @@ def parse_config(argv, conf=None, default_config_files=None):
     conf = conf if conf is not None else cfg.CONF
     gc_conf.register_opts(conf)
     conf(argv, project=PROJECT, default_config_files=default_config_files)
+    if not conf.log_file and not conf.log_dir:
+        # Without a log file, log to stderr (oslo.log's own fallback is stdout).
+        conf.set_default('use_stderr', True)
     logging.setup(conf, PROJECT)
     return conf
 

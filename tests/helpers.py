@@ -107,11 +107,10 @@ class Node:
         self.session = requests.Session()
 
     def write_config(self):
-        sections = {
-            'DEFAULT': {'bind_host': '127.0.0.1', 'bind_port': '0'},
-            'database': {'connection': self.db_url},
-            'glance_store': {'filesystem_store_datadir': self.store_dir},
-        }
+        sections = {'DEFAULT': {'bind_host': '127.0.0.1', 'bind_port': '0'}}
+        if self.db_url is not None:  # None: the embedded defaults, relative to workdir
+            sections['database'] = {'connection': self.db_url}
+            sections['glance_store'] = {'filesystem_store_datadir': self.store_dir}
         for section, values in self.options.items():
             sections.setdefault(section, {}).update(values)
         lines = []

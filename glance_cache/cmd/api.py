@@ -33,7 +33,7 @@ def _serve_gunicorn(conf):
                 'timeout': conf.client_socket_timeout,
                 'graceful_timeout': 30,
                 'keepalive': 75,
-                'accesslog': '-',
+                'accesslog': None,
                 'errorlog': '-',
                 'loglevel': 'debug' if conf.debug else 'info',
                 'proc_name': 'glance-cache-api',

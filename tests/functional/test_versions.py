@@ -41,7 +41,8 @@ def test_image_schema_accepts_what_the_api_returns(node):
         jsonschema.validate(dict(image, custom_prop=5), schema)
 
 
-@pytest.mark.parametrize('path', ['/nothing', '/v2/images/x/y/z', '/v2/schemas/metadefs/namespace'])
+@pytest.mark.parametrize('path', ['/nothing', '/v2/images/x/y/z',
+                                  '/v2/schemas/metadefs/namespace'])
 def test_unknown_paths_are_json_404(node, path):
     resp = node.request('GET', path)
     assert resp.status_code == 404
