@@ -14,8 +14,8 @@ import threading
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from glance_cache import cache, deploy, policy, store
 from glance_cache import conf as gc_conf
-from glance_cache import deploy, policy, store
 from glance_cache.db import api as db_api
 
 LOG = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ class Services:
         self.db = db_api.Database(conf)
         self.store = store.ImageStore(conf)
         self.policy = policy.Enforcer(conf)
+        self.cache = cache.ImageCache(conf) if conf.cache.enabled else None
 
     @staticmethod
     def target(image):

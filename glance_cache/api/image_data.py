@@ -1,8 +1,11 @@
 """Image data: upload (PUT /v2/images/{id}/file) and download (GET, with Range)."""
 
+import hashlib
 import logging
 import re
+import threading
 
+from glance_cache import cache as cache_module
 from glance_cache import errors
 from glance_cache.api import common, images
 
@@ -145,7 +148,13 @@ def _parse_range(header, size):
 
 
 def download(req, image_id):
-    """GET /v2/images/{image_id}/file: 200 with the data, 206 for a Range, 204 if none."""
+    """GET /v2/images/{image_id}/file: 200 with the data, 206 for a Range, 204 if none.
+
+    A cached image is served from the cache. An uncached one starts (or joins)
+    a fill of the cache and streams what the fill writes, so concurrent
+    downloads of one image read the store once; a Range on an uncached image,
+    or an image the cache cannot take, streams from the store.
+    """
     image = images.get_visible(req, image_id)
     svc = common.services(req)
     svc.policy.authorize(common.request_context(req), 'download_image', svc.target(image))
@@ -153,19 +162,91 @@ def download(req, image_id):
         return common.empty_response()
     size = image['size']
     byte_range = _parse_range(req.headers['Range'], size) if 'Range' in req.headers else None
+    start, end = byte_range or (0, size - 1)
     resp = common.empty_response(200)
     resp.content_type = 'application/octet-stream'
     resp.headers['Accept-Ranges'] = 'bytes'
+    resp.app_iter = _data(req, svc, image, byte_range)
+    resp.content_length = end - start + 1
     if byte_range is None:
-        resp.app_iter, _ = svc.store.get(image['location'])
-        resp.content_length = size
         if image['checksum']:
             resp.headers['Content-MD5'] = image['checksum']
     else:
-        start, end = byte_range
-        resp.app_iter, _ = svc.store.get(image['location'], offset=start,
-                                         length=end - start + 1)
         resp.status = 206
-        resp.content_length = end - start + 1
         resp.headers['Content-Range'] = 'bytes %d-%d/%d' % (start, end, size)
     return resp
+
+
+def _data(req, svc, image, byte_range):
+    """The body: from the cache, from a fill of it, or from the store."""
+    cache = svc.cache
+    # Twice at most: a fill may end between our lookup and our joining it.
+    for _attempt in range(2 if cache is not None else 0):
+        cached = cache.open(image['id'])
+        if cached is not None:
+            if byte_range is not None:
+                cached.seek_range(byte_range[0], byte_range[1] - byte_range[0] + 1)
+            file_wrapper = req.environ.get('wsgi.file_wrapper')
+            if file_wrapper is not None:
+                return file_wrapper(cached, cache.chunk_size)
+            return _iter_file(cached, cache.chunk_size)
+        if byte_range is not None:
+            break
+        body = _follow_fill(svc, image)
+        if body is not None:
+            return body
+    if byte_range is None:
+        return _verified(svc.store.get(image['location'])[0], image)
+    start, end = byte_range
+    return svc.store.get(image['location'], offset=start, length=end - start + 1)[0]
+
+
+def _follow_fill(svc, image):
+    """Follow this process's fill of the image, starting one if needed; None if
+    the cache will not take the image now."""
+    cache = svc.cache
+    try:
+        job, started = cache.begin_fill(image)
+    except (errors.Conflict, cache_module.CacheFull) as exc:
+        LOG.info('Serving image %s from the store: %s', image['id'], exc)
+        return None
+    if started:
+        location = image['location']
+        threading.Thread(target=job.run, args=(lambda: svc.store.get(location)[0],),
+                         name='fill-%s' % image['id'], daemon=True).start()
+    return job.follow(cache.chunk_size)
+
+
+def _verified(chunks, image):
+    """Stream ``chunks``, holding back the last one until size and MD5 match the
+    record; on a mismatch the response ends short, which clients report."""
+    md5, size, held = hashlib.md5(), 0, None
+    try:
+        for chunk in chunks:
+            if held is not None:
+                yield held
+            md5.update(chunk)
+            size += len(chunk)
+            held = chunk
+        if size != image['size'] or (image['checksum'] and
+                                     md5.hexdigest() != image['checksum']):
+            LOG.error('Store data of image %s does not match its record (%d bytes, MD5 '
+                      '%s); download cut short', image['id'], size, md5.hexdigest())
+            return
+        if held is not None:
+            yield held
+    finally:
+        close = getattr(chunks, 'close', None)
+        if close is not None:
+            close()
+
+
+def _iter_file(cached, chunk_size):
+    try:
+        while True:
+            data = cached.read(chunk_size)
+            if not data:
+                return
+            yield data
+    finally:
+        cached.close()

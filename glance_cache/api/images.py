@@ -288,6 +288,8 @@ def delete(req, image_id):
     if image['protected']:
         raise errors.Forbidden('Image %s is protected and cannot be deleted' % image['id'])
     image = svc.db.image_destroy(image['id'])
+    if svc.cache is not None:
+        svc.cache.delete(image['id'])
     if image['location']:
         svc.store.delete(image['location'])
     return common.empty_response()

@@ -1,0 +1,313 @@
+"""The node-local image cache: ``ImageCache`` is what the API and the worker call.
+
+Layout of ``[cache] cache_dir``::
+
+    <image id>          committed, verified image data
+    incomplete/<id>     fills in progress (locked by the filling process)
+    invalid/<id>        data that failed verification, kept for inspection
+    cache.db            metadata of the sqlite driver
+
+Every image id is checked to be a canonical UUID before a path is built from
+it, so no request can name a file outside the cache directory.
+
+Size: fills reserve their image's size before they start. When committed
+entries plus reservations would pass ``max_size``, the least recently accessed
+entries not being read are evicted until the total is at ``low_watermark``;
+an image that cannot fit is not cached (the download streams from the store).
+"""
+
+import collections
+import logging
+import os
+import threading
+import uuid
+
+from glance_cache import errors
+from glance_cache.cache import drivers, evictor, fill
+
+LOG = logging.getLogger(__name__)
+
+INCOMPLETE = 'incomplete'
+INVALID = 'invalid'
+
+
+class CacheFull(errors.GlanceCacheError):
+    """The image cannot fit in the cache, now or ever."""
+
+    code = 507
+    title = 'Insufficient Storage'
+
+
+def _check_id(image_id):
+    try:
+        if str(uuid.UUID(image_id)) == image_id:
+            return image_id
+    except (TypeError, ValueError, AttributeError):
+        pass
+    raise errors.ImageNotFound(None)
+
+
+class CachedFile:
+    """An open committed entry, read from ``offset`` for ``length`` bytes.
+
+    It is a file-like object for ``wsgi.file_wrapper`` (``read``, ``fileno``,
+    ``close``): servers that can use sendfile send from the descriptor's
+    position for the response's Content-Length, the others call ``read``,
+    which never goes past the range. Closing it releases the entry for
+    eviction.
+    """
+
+    def __init__(self, cache, image_id, fileobj, size):
+        self._cache = cache
+        self.image_id = image_id
+        self.file = fileobj
+        self.size = size
+        self._remaining = size
+        self._closed = False
+
+    def seek_range(self, offset, length):
+        self.file.seek(offset)
+        self._remaining = length
+
+    def fileno(self):
+        return self.file.fileno()
+
+    def read(self, size=-1):
+        if size < 0 or size > self._remaining:
+            size = self._remaining
+        data = self.file.read(size) if size else b''
+        self._remaining -= len(data)
+        return data
+
+    def close(self):
+        if not self._closed:
+            self._closed = True
+            self.file.close()
+            self._cache._release(self.image_id)
+
+
+class ImageCache:
+    """The cache of one node: lookups, fills, eviction and clean-up."""
+
+    def __init__(self, conf):
+        cache_conf = conf.cache
+        self.dir = os.path.abspath(cache_conf.cache_dir)
+        self.incomplete_dir = os.path.join(self.dir, INCOMPLETE)
+        self.invalid_dir = os.path.join(self.dir, INVALID)
+        for path in (self.dir, self.incomplete_dir, self.invalid_dir):
+            os.makedirs(path, exist_ok=True)
+        self.max_size = cache_conf.max_size
+        self.low_watermark = int(cache_conf.max_size * cache_conf.low_watermark)
+        self.stall_time = cache_conf.stall_time
+        self.chunk_size = cache_conf.chunk_size
+        self.driver = drivers.load(cache_conf.driver, self.dir)
+        self._lock = threading.Lock()
+        self._readers = collections.Counter()
+        self._fills = {}
+        self._reserved = 0
+        self.clean()
+        self.driver.reconcile(self._committed_files())
+
+    # -- paths -----------------------------------------------------------------
+
+    def path(self, image_id):
+        return os.path.join(self.dir, _check_id(image_id))
+
+    def incomplete_path(self, image_id):
+        return os.path.join(self.incomplete_dir, _check_id(image_id))
+
+    def _committed_files(self):
+        present = {}
+        with os.scandir(self.dir) as it:
+            for item in it:
+                try:
+                    _check_id(item.name)
+                except errors.NotFound:
+                    continue
+                if item.is_file(follow_symlinks=False):
+                    present[item.name] = item.stat().st_size
+        return present
+
+    # -- lookups ---------------------------------------------------------------
+
+    def get(self, image_id):
+        """The CacheEntry of a committed image, or None."""
+        return self.driver.get(_check_id(image_id))
+
+    def list(self):
+        return self.driver.list()
+
+    def total_size(self):
+        return self.driver.total_size()
+
+    def open(self, image_id):
+        """A CachedFile for a committed image (counting a hit), or None."""
+        path = self.path(image_id)
+        if self.driver.get(image_id) is None:
+            return None
+        with self._lock:
+            self._readers[image_id] += 1
+        try:
+            fileobj = open(path, 'rb', buffering=0)
+        except FileNotFoundError:
+            self._release(image_id)
+            self.driver.forget(image_id)
+            return None
+        self.driver.hit(image_id)
+        return CachedFile(self, image_id, fileobj, os.fstat(fileobj.fileno()).st_size)
+
+    def _release(self, image_id):
+        with self._lock:
+            self._readers[image_id] -= 1
+            if self._readers[image_id] <= 0:
+                del self._readers[image_id]
+
+    # -- fills -----------------------------------------------------------------
+
+    def current_fill(self, image_id):
+        with self._lock:
+            return self._fills.get(image_id)
+
+    def begin_fill(self, image):
+        """Register and open a FillJob for an active image, reserving its size.
+
+        Returns ``(job, started)``: the running job of this process for the
+        image if there is one (``started`` False), else a new opened job.
+        Raises CacheFull if it cannot fit, errors.Conflict if another process
+        fills it.
+        """
+        image_id = _check_id(image['id'])
+        size = image.get('size') or 0
+        with self._lock:
+            job = self._fills.get(image_id)
+            if job is not None:
+                return job, False
+            if size > self.max_size:
+                raise CacheFull('Image %s (%d bytes) is larger than the whole cache '
+                                '(max_size %d bytes)' % (image_id, size, self.max_size))
+            self._make_room(size)
+            job = fill.FillJob(self, image)
+            self._fills[image_id] = job
+            self._reserved += size
+        try:
+            job.open()
+        except BaseException:
+            with self._lock:
+                self._fills.pop(image_id, None)
+                self._reserved -= size
+            raise
+        return job, True
+
+    def _make_room(self, size):
+        """Evict (lock held) so ``size`` more bytes fit; CacheFull if they cannot."""
+        used = self.driver.total_size() + self._reserved
+        if used + size <= self.max_size:
+            return
+        # Down to the low watermark, or lower if the new image needs more room.
+        target = max(min(self.low_watermark, self.max_size - size) - self._reserved, 0)
+        committed = used - self._reserved
+        protected = set(self._readers) | set(self._fills)
+        for entry in evictor.choose_victims(self.driver.list(), committed - target,
+                                            protected):
+            self._remove_committed(entry.image_id)
+            LOG.info('Evicted image %s (%d bytes) from the cache', entry.image_id, entry.size)
+        if self.driver.total_size() + self._reserved + size > self.max_size:
+            raise CacheFull('No room for %d more bytes in the cache: the entries in use '
+                            'fill it' % size)
+
+    def commit(self, job, size):
+        """Publish a verified fill (called by the job): metadata, rename, fsync."""
+        final = self.path(job.image_id)
+        self.driver.before_commit(job.path, job.image_id, size)
+        os.rename(job.path, final)
+        fill._fsync_dir(self.dir)
+        fill._fsync_dir(self.incomplete_dir)
+        self.driver.after_commit(job.image_id, size)
+        LOG.info('Cached image %s (%d bytes)', job.image_id, size)
+
+    def fill_finished(self, job):
+        with self._lock:
+            if self._fills.get(job.image_id) is job:
+                del self._fills[job.image_id]
+                self._reserved -= job.size or 0
+            if self.driver.total_size() + self._reserved > self.max_size:
+                try:
+                    self._make_room(0)
+                except CacheFull as exc:
+                    LOG.warning('Cache over its size after a fill: %s', exc)
+
+    def quarantine(self, path, image_id):
+        """Move failed data to invalid/ so nothing serves it and people can look."""
+        try:
+            os.replace(path, os.path.join(self.invalid_dir, _check_id(image_id)))
+        except FileNotFoundError:
+            pass
+
+    def remove_if_abandoned(self, path):
+        """Remove an incomplete file whose filler died; True if it was removed."""
+        if evictor.is_abandoned(path, self.stall_time):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            return True
+        return False
+
+    # -- removal ---------------------------------------------------------------
+
+    def _remove_committed(self, image_id):
+        try:
+            os.unlink(self.path(image_id))
+        except FileNotFoundError:
+            pass
+        self.driver.forget(image_id)
+
+    def delete(self, image_id):
+        """Remove an image from the cache and cancel its fill; True if anything was there."""
+        image_id = _check_id(image_id)
+        job = self.current_fill(image_id)
+        if job is not None:
+            job.cancel()
+        with self._lock:
+            present = self.driver.get(image_id) is not None
+            self._remove_committed(image_id)
+        return present or job is not None
+
+    def clear(self):
+        """Remove every committed entry and cancel every fill; the count removed."""
+        with self._lock:
+            jobs = list(self._fills.values())
+            entries = self.driver.list()
+            for entry in entries:
+                self._remove_committed(entry.image_id)
+        for job in jobs:
+            job.cancel()
+        return len(entries)
+
+    def prune(self):
+        """Evict down to the low watermark now; ``(files, bytes)`` evicted."""
+        with self._lock:
+            committed = self.driver.total_size()
+            target = max(self.low_watermark - self._reserved, 0)
+            if committed <= target:
+                return 0, 0
+            protected = set(self._readers) | set(self._fills)
+            victims = evictor.choose_victims(self.driver.list(), committed - target,
+                                             protected)
+            for entry in victims:
+                self._remove_committed(entry.image_id)
+        return len(victims), sum(v.size for v in victims)
+
+    def clean(self):
+        """Remove abandoned incomplete files and quarantined ones; ``(files, bytes)``."""
+        stalled = evictor.clean_directory(
+            self.incomplete_dir, lambda p: evictor.is_abandoned(p, self.stall_time))
+        invalid = evictor.clean_directory(self.invalid_dir, lambda p: True)
+        return stalled[0] + invalid[0], stalled[1] + invalid[1]
+
+    def close(self):
+        with self._lock:
+            jobs = list(self._fills.values())
+        for job in jobs:
+            job.cancel()
+        self.driver.close()

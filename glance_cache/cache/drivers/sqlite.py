@@ -1,0 +1,81 @@
+"""Cache metadata in a SQLite database inside the cache directory."""
+
+import os
+import sqlite3
+import threading
+
+from glance_cache.cache.drivers import base
+
+DB_NAME = 'cache.db'
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cached_images (
+    image_id TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    hits INTEGER NOT NULL DEFAULT 0,
+    last_accessed REAL NOT NULL,
+    last_modified REAL NOT NULL
+)
+"""
+
+
+class SqliteDriver(base.CacheDriver):
+    """Entries as rows of ``cache.db``; safe across the processes of one node."""
+
+    def __init__(self, cache_dir):
+        super().__init__(cache_dir)
+        self.path = os.path.join(cache_dir, DB_NAME)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                     check_same_thread=False)
+        self._conn.execute('PRAGMA journal_mode=WAL')
+        self._conn.execute('PRAGMA synchronous=NORMAL')
+        self._conn.execute(_SCHEMA)
+
+    def _execute(self, sql, params=()):
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def before_commit(self, path, image_id, size):
+        pass
+
+    def after_commit(self, image_id, size):
+        now = self.now()
+        self._execute('INSERT OR REPLACE INTO cached_images '
+                      '(image_id, size, hits, last_accessed, last_modified) '
+                      'VALUES (?, ?, 0, ?, ?)', (image_id, size, now, now))
+
+    @staticmethod
+    def _entry(row):
+        return base.CacheEntry(*row)
+
+    def get(self, image_id):
+        rows = self._execute('SELECT image_id, size, hits, last_accessed, last_modified '
+                             'FROM cached_images WHERE image_id = ?', (image_id,))
+        return self._entry(rows[0]) if rows else None
+
+    def list(self):
+        return [self._entry(row) for row in self._execute(
+            'SELECT image_id, size, hits, last_accessed, last_modified FROM cached_images '
+            'ORDER BY last_accessed, image_id')]
+
+    def hit(self, image_id):
+        self._execute('UPDATE cached_images SET hits = hits + 1, last_accessed = ? '
+                      'WHERE image_id = ?', (self.now(), image_id))
+
+    def forget(self, image_id):
+        self._execute('DELETE FROM cached_images WHERE image_id = ?', (image_id,))
+
+    def total_size(self):
+        return self._execute('SELECT COALESCE(SUM(size), 0) FROM cached_images')[0][0]
+
+    def reconcile(self, present):
+        known = {entry.image_id: entry for entry in self.list()}
+        for image_id in set(known) - set(present):
+            self.forget(image_id)
+        for image_id in set(present) - set(known):
+            self.after_commit(image_id, present[image_id])
+
+    def close(self):
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,326 @@
+"""One cache fill: stream image data into ``incomplete/<id>``, hash it on the
+side, verify it against the image record, and commit it atomically.
+
+Hashing runs in one thread per digest, beside the thread that reads the store
+and writes the file: hashlib releases the GIL on large buffers, so MD5, the
+multihash and the disk write proceed on different cores at once. The queues
+between them are bounded, so a fill holds at most a few chunks in memory
+whatever the image's size.
+
+Readers can follow a fill while it runs (``FillJob.follow``): they read the
+bytes already written from their own descriptor of the incomplete file. A
+fill that fails makes its followers fail too, so no client is handed a
+complete-looking response built from unverified data.
+"""
+
+import fcntl
+import hashlib
+import logging
+import os
+import queue
+import threading
+import time
+
+from glance_cache import errors
+
+LOG = logging.getLogger(__name__)
+
+HASH_QUEUE_DEPTH = 4
+
+
+class FillError(errors.GlanceCacheError):
+    """A fill did not produce a committed entry."""
+
+    code = 503
+    title = 'Service Unavailable'
+
+
+class FillCancelled(FillError):
+    """The fill was cancelled (image deleted, entry removed, node stopping)."""
+
+
+class VerificationFailed(FillError):
+    """The data did not match the image record; it went to invalid/."""
+
+
+class _Digest(threading.Thread):
+    """A hashlib digest fed through a bounded queue, computed in its own thread."""
+
+    def __init__(self, algorithm):
+        super().__init__(name='digest-%s' % algorithm, daemon=True)
+        self.hasher = hashlib.new(algorithm)
+        self.queue = queue.Queue(HASH_QUEUE_DEPTH)
+
+    def run(self):
+        update = self.hasher.update
+        get = self.queue.get
+        while True:
+            chunk = get()
+            if chunk is None:
+                return
+            update(chunk)
+
+
+class HashPipeline:
+    """Size, MD5 and the image's multihash of a stream, computed in parallel."""
+
+    def __init__(self, multihash_algo):
+        self._digests = {'md5': _Digest('md5'), multihash_algo: _Digest(multihash_algo)}
+        self._multihash_algo = multihash_algo
+        self.size = 0
+        for digest in self._digests.values():
+            digest.start()
+
+    def update(self, chunk):
+        self.size += len(chunk)
+        for digest in self._digests.values():
+            digest.queue.put(chunk)
+
+    def finish(self):
+        """``(size, md5_hex, multihash_hex)`` once every chunk is hashed."""
+        for digest in self._digests.values():
+            digest.queue.put(None)
+        for digest in self._digests.values():
+            digest.join()
+        return (self.size, self._digests['md5'].hasher.hexdigest(),
+                self._digests[self._multihash_algo].hasher.hexdigest())
+
+    def abort(self):
+        for digest in self._digests.values():
+            try:
+                digest.queue.put_nowait(None)
+            except queue.Full:
+                # Drain one slot so the thread sees the end soon.
+                try:
+                    digest.queue.get_nowait()
+                except queue.Empty:
+                    pass
+                digest.queue.put(None)
+
+
+def verify(image, size, md5_hex, multihash_hex):
+    """Raise VerificationFailed naming the first check the data fails."""
+    if image.get('size') is not None and size != image['size']:
+        raise VerificationFailed('size mismatch: the store gave %d bytes, the image '
+                                 'record says %d' % (size, image['size']))
+    if image.get('checksum') and md5_hex != image['checksum']:
+        raise VerificationFailed('checksum mismatch: MD5 of the data is %s, the image '
+                                 'record says %s' % (md5_hex, image['checksum']))
+    if image.get('os_hash_value') and multihash_hex != image['os_hash_value']:
+        raise VerificationFailed('%s mismatch: the data hashes to %s, the image record '
+                                 'says %s' % (image['os_hash_algo'], multihash_hex,
+                                              image['os_hash_value']))
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FillJob:
+    """The fill of one image into one cache; see the module docstring."""
+
+    RUNNING, DONE, FAILED, CANCELLED = 'running', 'done', 'failed', 'cancelled'
+
+    def __init__(self, cache, image):
+        self.cache = cache
+        self.image = image
+        self.image_id = image['id']
+        self.size = image.get('size')
+        self.bytes_done = 0
+        self.state = self.RUNNING
+        self.error = None
+        self.started_at = time.time()
+        self.finished_at = None
+        self._cond = threading.Condition()
+        self._cancel = threading.Event()
+        self._read_fd = None
+        self._write_fd = None
+        self.path = cache.incomplete_path(self.image_id)
+
+    # -- the writer ------------------------------------------------------------
+
+    def open(self):
+        """Create the incomplete file; errors.Conflict if another process fills it."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            fd = os.open(self.path, flags, 0o600)
+        except FileExistsError:
+            if not self.cache.remove_if_abandoned(self.path):
+                raise errors.Conflict('Image %s is being cached by another process'
+                                      % self.image_id) from None
+            fd = os.open(self.path, flags, 0o600)
+        # The lock tells other processes this fill is alive; it dies with us.
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._write_fd = fd
+        self._read_fd = os.open(self.path, os.O_RDONLY)
+
+    def run(self, open_source):
+        """Fill from ``open_source()`` (an iterable of bytes), verify and commit.
+
+        Never raises: the outcome is ``state`` and ``error``.
+        """
+        hashes = HashPipeline(self.image.get('os_hash_algo') or 'sha512')
+        chunks = ()
+        try:
+            try:
+                chunks = open_source()
+                for chunk in chunks:
+                    if self._cancel.is_set():
+                        raise FillCancelled('The fill of image %s was cancelled'
+                                            % self.image_id)
+                    if not chunk:
+                        continue
+                    _write_all(self._write_fd, chunk)
+                    hashes.update(chunk)
+                    with self._cond:
+                        self.bytes_done += len(chunk)
+                        self._cond.notify_all()
+                    if self.size is not None and self.bytes_done > self.size:
+                        raise VerificationFailed('size mismatch: the store gave more than '
+                                                 'the %d bytes of the image record'
+                                                 % self.size)
+            finally:
+                close = getattr(chunks, 'close', None)
+                if close is not None:
+                    close()
+            size, md5_hex, multihash_hex = hashes.finish()
+            hashes = None
+            verify(self.image, size, md5_hex, multihash_hex)
+            if self._cancel.is_set():
+                raise FillCancelled('The fill of image %s was cancelled' % self.image_id)
+            os.fsync(self._write_fd)
+            self.cache.commit(self, size)
+            self._finish(self.DONE)
+        except VerificationFailed as exc:
+            self._fail(exc, quarantine=True)
+        except FillCancelled as exc:
+            self._fail(exc, state=self.CANCELLED)
+        except Exception as exc:  # the store, the disk: recorded, never raised
+            self._fail(exc)
+        finally:
+            if hashes is not None:
+                hashes.abort()
+            self._close_write()
+
+    def _fail(self, exc, quarantine=False, state=FAILED):
+        self.error = str(exc) or exc.__class__.__name__
+        if quarantine:
+            LOG.warning('Cache fill of image %s failed verification: %s',
+                        self.image_id, self.error)
+            self.cache.quarantine(self.path, self.image_id)
+        else:
+            if state == self.FAILED:
+                LOG.warning('Cache fill of image %s failed: %s', self.image_id, self.error)
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        self.error_kind = type(exc)
+        self._finish(state)
+
+    def _finish(self, state):
+        with self._cond:
+            self.state = state
+            self.finished_at = time.time()
+            if self._read_fd is not None:
+                os.close(self._read_fd)
+                self._read_fd = None
+            self._cond.notify_all()
+        self.cache.fill_finished(self)
+
+    def _close_write(self):
+        if self._write_fd is not None:
+            os.close(self._write_fd)
+            self._write_fd = None
+
+    def cancel(self):
+        """Ask the fill to stop; it does so before writing its next chunk."""
+        self._cancel.set()
+
+    def wait(self, timeout=None):
+        """Block until the fill ends; return its final state."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.state != self.RUNNING, timeout)
+            return self.state
+
+    # -- followers -------------------------------------------------------------
+
+    def follow(self, chunk_size):
+        """A FillFollower over the image's bytes as the fill writes them.
+
+        None when the fill has already ended (read the committed entry then).
+        Iterating raises FillError if the fill fails before the end.
+        """
+        with self._cond:
+            if self._read_fd is None:
+                return None
+            fd = os.dup(self._read_fd)
+        return FillFollower(self, fd, chunk_size)
+
+    def _readable(self):
+        """Bytes a follower may read now: all once verified, else all but the last.
+
+        Holding back the last byte until verification passes means a client
+        following a fill of bad data gets a truncated response, which every
+        HTTP client reports as an error, never a complete-looking wrong one.
+        """
+        if self.state == self.DONE or self.size is None:
+            return self.bytes_done
+        return min(self.bytes_done, self.size - 1)
+
+    def wait_for_bytes(self, offset):
+        """Block until more than ``offset`` bytes are readable or the fill ends;
+        return ``(readable bytes, state)``."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._readable() > offset
+                                or self.state != self.RUNNING)
+            return self._readable(), self.state
+
+
+class FillFollower:
+    """A reader of a running fill, with its own descriptor of the incomplete file.
+
+    The descriptor outlives the rename of the file into the cache, so a
+    follower reads to the end whatever happens to the path.
+    """
+
+    def __init__(self, job, fd, chunk_size):
+        self._job = job
+        self._fd = fd
+        self._chunk_size = chunk_size
+
+    def __iter__(self):
+        job, fd, offset = self._job, self._fd, 0
+        try:
+            while True:
+                available, state = job.wait_for_bytes(offset)
+                if offset < available:
+                    data = os.pread(fd, min(self._chunk_size, available - offset), offset)
+                    if not data:
+                        raise FillError('The incomplete file of image %s shrank'
+                                        % job.image_id)
+                    offset += len(data)
+                    yield data
+                elif state == job.DONE:
+                    return
+                else:
+                    raise FillError('Caching image %s failed: %s' % (job.image_id,
+                                                                     job.error))
+        finally:
+            self.close()
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

@@ -1,0 +1,45 @@
+"""Fixtures for cache tests: a real ImageCache over a temporary directory."""
+
+import hashlib
+
+import pytest
+from oslo_config import cfg
+
+from glance_cache import cache as cache_module
+from glance_cache import conf as gc_conf
+
+
+def make_conf(cache_dir, **cache_options):
+    conf = cfg.ConfigOpts()
+    gc_conf.register_opts(conf)
+    conf([], project='glance-cache-test', default_config_files=[])
+    conf.set_override('cache_dir', str(cache_dir), group='cache')
+    for name, value in cache_options.items():
+        conf.set_override(name, value, group='cache')
+    return conf
+
+
+def image_for(data, image_id):
+    return {'id': image_id, 'size': len(data), 'checksum': hashlib.md5(data).hexdigest(),
+            'os_hash_algo': 'sha512', 'os_hash_value': hashlib.sha512(data).hexdigest(),
+            'status': 'active'}
+
+
+@pytest.fixture(params=['sqlite', 'xattr'])
+def driver_name(request):
+    return request.param
+
+
+@pytest.fixture
+def cache_factory(tmp_path, driver_name):
+    caches = []
+
+    def make(**options):
+        options.setdefault('driver', driver_name)
+        c = cache_module.ImageCache(make_conf(tmp_path / 'cache', **options))
+        caches.append(c)
+        return c
+
+    yield make
+    for c in caches:
+        c.close()
