@@ -8,7 +8,7 @@ import routes
 import webob.dec
 
 from glance_cache import errors
-from glance_cache.api import common, image_data, images, schemas, versions
+from glance_cache.api import cache, common, image_data, images, schemas, versions
 
 ROUTE_DECLARATIONS = {
     '/': {'GET': versions.multiple_choices},
@@ -21,6 +21,16 @@ ROUTE_DECLARATIONS = {
     '/v2/images/{image_id}/file': {'GET': image_data.download, 'PUT': image_data.upload},
 }
 
+# The cache API, present only when [cache] enabled is true.
+CACHE_ROUTE_DECLARATIONS = {
+    '/v2/cache': {'GET': cache.list_cache, 'DELETE': cache.clear},
+    '/v2/cache/jobs': {'GET': cache.list_jobs},
+    '/v2/cache/jobs/{image_id}': {'GET': cache.show_job},
+    '/v2/cache/clean': {'POST': cache.clean},
+    '/v2/cache/prune': {'POST': cache.prune},
+    '/v2/cache/{image_id}': {'PUT': cache.queue_image, 'DELETE': cache.delete_cached_image},
+}
+
 # Paths served without authentication (version discovery).
 PUBLIC_PATHS = frozenset(('/', '/versions'))
 
@@ -28,8 +38,12 @@ PUBLIC_PATHS = frozenset(('/', '/versions'))
 class Router:
     """WSGI application that dispatches to the handler of the route and method."""
 
-    def __init__(self, services, declarations=ROUTE_DECLARATIONS):
+    def __init__(self, services, declarations=None):
         self.services = services
+        if declarations is None:
+            declarations = dict(ROUTE_DECLARATIONS)
+            if services.cache is not None:
+                declarations.update(CACHE_ROUTE_DECLARATIONS)
         self.declarations = declarations
         self.mapper = routes.Mapper()
         for path in declarations:

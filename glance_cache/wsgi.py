@@ -8,7 +8,9 @@ involved. ``glance-cache-api`` uses ``build_app`` with the configuration it
 parsed from its own command line.
 """
 
+import atexit
 import os
+import socket
 import threading
 
 from oslo_config import cfg
@@ -16,6 +18,9 @@ from oslo_log import log as logging
 
 from glance_cache import cache, deploy, policy, store
 from glance_cache import conf as gc_conf
+from glance_cache.cache import queue as job_queue
+from glance_cache.cache import worker
+from glance_cache.conf import cache as gc_cache_conf
 from glance_cache.db import api as db_api
 
 LOG = logging.getLogger(__name__)
@@ -35,7 +40,24 @@ class Services:
         self.db = db_api.Database(conf)
         self.store = store.ImageStore(conf)
         self.policy = policy.Enforcer(conf)
-        self.cache = cache.ImageCache(conf) if conf.cache.enabled else None
+        self.cache = self.jobs = self.worker = None
+        if conf.cache.enabled:
+            self.cache = cache.ImageCache(conf)
+            self.node = conf.node_name or socket.gethostname()
+            self.jobs = job_queue.JobQueue(self.cache.dir, self.node)
+            self.worker = worker.CacheWorker(conf, self.cache, self.jobs, self.db, self.store)
+
+    def start(self):
+        """Start the background parts: the caching worker (or its standby)."""
+        if self.worker is not None:
+            self.worker.start()
+
+    def stop(self):
+        """Stop the worker; a running fill stops within a second and stays queued."""
+        if self.worker is not None:
+            self.worker.stop()
+        if self.cache is not None:
+            self.cache.close()
 
     @staticmethod
     def target(image):
@@ -51,6 +73,7 @@ def parse_config(argv, conf=None, default_config_files=None):
         # Without a log file, log to stderr (oslo.log's own fallback is stdout).
         conf.set_default('use_stderr', True)
     logging.setup(conf, PROJECT)
+    gc_cache_conf.warn_removed(conf, LOG)
     return conf
 
 
@@ -67,6 +90,10 @@ def build_app(conf):
     """The WSGI application of a node for an already parsed configuration."""
     prepare_database(conf)
     services = Services(conf)
+    services.start()
+    # The one worker of this process stops with it (SIGTERM under gunicorn
+    # ends the worker process through sys.exit, which runs atexit handlers).
+    atexit.register(services.stop)
     LOG.info('glance-cache node ready: database %s, store %s',
              services.db.engine.url.render_as_string(hide_password=True),
              conf.glance_store.default_store)

@@ -2,7 +2,17 @@
 
 from glance_cache.api import common
 
-# (id, status) newest first. v2.14-v2.18 (the cache API) join when the cache does.
+# (id, status) newest first. The cache API (v2.14, and v2.18 for clean and
+# prune) is listed only when the cache is enabled: python-glanceclient asks
+# for these ids before every cache call.
+CACHE_API_VERSIONS = (
+    ('v2.18', 'CURRENT'),
+    ('v2.17', 'SUPPORTED'),
+    ('v2.16', 'SUPPORTED'),
+    ('v2.15', 'SUPPORTED'),
+    ('v2.14', 'SUPPORTED'),
+)
+
 IMAGE_API_VERSIONS = (
     ('v2.7', 'CURRENT'),
     ('v2.6', 'SUPPORTED'),
@@ -15,11 +25,17 @@ IMAGE_API_VERSIONS = (
 )
 
 
+def _versions(req):
+    if common.services(req).cache is None:
+        return IMAGE_API_VERSIONS
+    return CACHE_API_VERSIONS + tuple((vid, 'SUPPORTED') for vid, _ in IMAGE_API_VERSIONS)
+
+
 def _document(req):
     href = req.host_url.rstrip('/') + '/v2/'
     return {'versions': [{'id': vid, 'status': status,
                           'links': [{'rel': 'self', 'href': href}]}
-                         for vid, status in IMAGE_API_VERSIONS]}
+                         for vid, status in _versions(req)]}
 
 
 def list_versions(req):

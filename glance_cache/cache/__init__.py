@@ -225,6 +225,20 @@ class ImageCache:
         self.driver.after_commit(job.image_id, size)
         LOG.info('Cached image %s (%d bytes)', job.image_id, size)
 
+    def abandon(self, job, reason):
+        """Give up on a fill whose thread may be stuck (a store read that hangs).
+
+        The job is cancelled and forgotten at once: its reservation is freed
+        and its incomplete file removed, so a retry can start afresh; the stuck
+        thread cleans up after itself if it ever wakes.
+        """
+        job.cancel(reason)
+        with self._lock:
+            if self._fills.get(job.image_id) is job:
+                del self._fills[job.image_id]
+                self._reserved -= job.size or 0
+        job.discard_file()
+
     def fill_finished(self, job):
         with self._lock:
             if self._fills.get(job.image_id) is job:
@@ -267,7 +281,7 @@ class ImageCache:
         image_id = _check_id(image_id)
         job = self.current_fill(image_id)
         if job is not None:
-            job.cancel()
+            job.cancel('removed from the cache')
         with self._lock:
             present = self.driver.get(image_id) is not None
             self._remove_committed(image_id)
@@ -281,7 +295,7 @@ class ImageCache:
             for entry in entries:
                 self._remove_committed(entry.image_id)
         for job in jobs:
-            job.cancel()
+            job.cancel('the cache was cleared')
         return len(entries)
 
     def prune(self):
@@ -309,5 +323,5 @@ class ImageCache:
         with self._lock:
             jobs = list(self._fills.values())
         for job in jobs:
-            job.cancel()
+            job.cancel('the node is stopping')
         self.driver.close()

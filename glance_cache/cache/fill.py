@@ -139,6 +139,9 @@ class FillJob:
         self._cancel = threading.Event()
         self._read_fd = None
         self._write_fd = None
+        self._inode = None
+        self.cancel_reason = None
+        self.error_kind = None
         self.path = cache.incomplete_path(self.image_id)
 
     # -- the writer ------------------------------------------------------------
@@ -156,7 +159,15 @@ class FillJob:
         # The lock tells other processes this fill is alive; it dies with us.
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._write_fd = fd
+        self._inode = os.fstat(fd).st_ino
         self._read_fd = os.open(self.path, os.O_RDONLY)
+
+    def owns_path(self):
+        """Whether ``path`` is still this job's file (an abandoned job's is not)."""
+        try:
+            return os.stat(self.path).st_ino == self._inode
+        except FileNotFoundError:
+            return False
 
     def run(self, open_source):
         """Fill from ``open_source()`` (an iterable of bytes), verify and commit.
@@ -170,8 +181,7 @@ class FillJob:
                 chunks = open_source()
                 for chunk in chunks:
                     if self._cancel.is_set():
-                        raise FillCancelled('The fill of image %s was cancelled'
-                                            % self.image_id)
+                        raise FillCancelled(self._cancel_message())
                     if not chunk:
                         continue
                     _write_all(self._write_fd, chunk)
@@ -190,8 +200,8 @@ class FillJob:
             size, md5_hex, multihash_hex = hashes.finish()
             hashes = None
             verify(self.image, size, md5_hex, multihash_hex)
-            if self._cancel.is_set():
-                raise FillCancelled('The fill of image %s was cancelled' % self.image_id)
+            if self._cancel.is_set() or not self.owns_path():
+                raise FillCancelled(self._cancel_message())
             os.fsync(self._write_fd)
             self.cache.commit(self, size)
             self._finish(self.DONE)
@@ -206,20 +216,20 @@ class FillJob:
                 hashes.abort()
             self._close_write()
 
+    def _cancel_message(self):
+        return 'The fill of image %s was cancelled%s' % (
+            self.image_id, ': %s' % self.cancel_reason if self.cancel_reason else '')
+
     def _fail(self, exc, quarantine=False, state=FAILED):
         self.error = str(exc) or exc.__class__.__name__
-        if quarantine:
-            LOG.warning('Cache fill of image %s failed verification: %s',
-                        self.image_id, self.error)
-            self.cache.quarantine(self.path, self.image_id)
-        else:
-            if state == self.FAILED:
-                LOG.warning('Cache fill of image %s failed: %s', self.image_id, self.error)
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
         self.error_kind = type(exc)
+        if state == self.FAILED:
+            LOG.warning('Cache fill of image %s failed: %s', self.image_id, self.error)
+        if self.owns_path():
+            if quarantine:
+                self.cache.quarantine(self.path, self.image_id)
+            else:
+                self.discard_file()
         self._finish(state)
 
     def _finish(self, state):
@@ -237,9 +247,23 @@ class FillJob:
             os.close(self._write_fd)
             self._write_fd = None
 
-    def cancel(self):
+    def discard_file(self):
+        """Unlink the incomplete file if it is still this job's."""
+        if self.owns_path():
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    def cancel(self, reason=None):
         """Ask the fill to stop; it does so before writing its next chunk."""
+        if reason and not self.cancel_reason:
+            self.cancel_reason = reason
         self._cancel.set()
+
+    @property
+    def cancelled(self):
+        return self._cancel.is_set()
 
     def wait(self, timeout=None):
         """Block until the fill ends; return its final state."""

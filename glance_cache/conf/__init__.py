@@ -36,7 +36,7 @@ def _register_store_opts(conf):
     # client libraries are not installed (cinder needs os-brick) only warn.
     stevedore_log = std_logging.getLogger('stevedore.extension')
     level = stevedore_log.level
-    stevedore_log.setLevel(std_logging.ERROR)
+    stevedore_log.setLevel(std_logging.CRITICAL)
     try:
         glance_store.register_opts(conf)
     finally:

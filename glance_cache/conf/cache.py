@@ -28,13 +28,46 @@ cache_opts = [
                     'considered dead and its file removed by cleaning.'),
     cfg.IntOpt('chunk_size', default=1024 * 1024, min=4096,
                help='Bytes per read when filling the cache and serving from it.'),
+    cfg.IntOpt('worker_threads', default=1, min=1,
+               help='Images the caching worker fills at the same time.'),
+    cfg.IntOpt('max_attempts', default=5, min=1,
+               help='Attempts at caching an image before its job is marked failed. Only '
+                    'transient failures (store I/O, connection errors, stalls) are retried; '
+                    'a deleted or inactive image, or data that fails verification, is not.'),
+    cfg.FloatOpt('fetch_stall_timeout', default=60.0, min=0.1,
+                 help='Seconds a fill may go without receiving data before it is aborted '
+                      'and retried. There is no limit on a fill that keeps progressing.'),
+    cfg.FloatOpt('retry_delay', default=2.0, min=0.0,
+                 help='Delay before the second attempt; each further attempt waits twice '
+                      'as long, up to retry_max_delay, with random jitter of up to half.'),
+    cfg.FloatOpt('retry_max_delay', default=300.0, min=0.0,
+                 help='Longest delay between two attempts.'),
+    cfg.FloatOpt('poll_interval', default=1.0, min=0.01,
+                 help='Seconds between the caching worker\'s looks at the queue when no '
+                      'wake-up reached it (work queued by another process of the node), and '
+                      'between a standby process\'s attempts to become the worker.'),
+]
+
+removed_opts = [
+    cfg.IntOpt('cache_prefetcher_interval',
+               help='Removed: immediate caching replaced the periodic prefetcher. A value '
+                    'set here is ignored and logged as a warning.'),
 ]
 
 
 def register_opts(conf):
     conf.register_group(cache_group)
     conf.register_opts(cache_opts, group=cache_group)
+    conf.register_opts(removed_opts)
 
 
 def list_opts():
     return [(cache_group, cache_opts)]
+
+
+def warn_removed(conf, log):
+    """Log once that a removed option is set (it is otherwise ignored)."""
+    if conf.cache_prefetcher_interval is not None:
+        log.warning('cache_prefetcher_interval is set but no longer exists: immediate '
+                    'caching replaced the periodic prefetcher (PUT /v2/cache/{image_id} '
+                    'starts caching at once). The value is ignored; remove it.')

@@ -2,9 +2,9 @@
 
 import itertools
 
-from glance_cache.policies import base, images
+from glance_cache.policies import base, cache, images
 
 
 def list_rules():
     """Every rule default of glance-cache (entry point oslo.policy.policies)."""
-    return list(itertools.chain(base.list_rules(), images.list_rules()))
+    return list(itertools.chain(base.list_rules(), images.list_rules(), cache.list_rules()))

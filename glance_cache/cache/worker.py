@@ -1,0 +1,305 @@
+"""CacheWorker: the one caching worker of a node.
+
+A lock file in the cache directory (``worker.lock``) elects the process that
+drains the queue; the node's other processes only enqueue, and retry the
+election every ``poll_interval`` so one of them takes over if the drainer
+dies. The drainer first returns records left ``caching`` by its predecessor
+to ``queued``, then ``worker_threads`` threads each claim the oldest due
+record and fill it.
+
+Only ``threading`` and ``queue`` primitives are used, so in a process that
+eventlet has monkey-patched the same code runs as green threads.
+
+A job never kills its thread: every outcome is written to the job's record.
+Transient failures (store I/O, connection errors, a stall of
+``fetch_stall_timeout``) are retried after an exponential backoff with jitter
+until ``max_attempts``; permanent ones (image gone or not active, data that
+fails verification, an image larger than the cache) fail at once.
+"""
+
+import fcntl
+import logging
+import os
+import queue
+import random
+import socket
+import threading
+import time
+
+from glance_cache import cache as cache_module
+from glance_cache import errors
+from glance_cache.cache import fill
+from glance_cache.cache import queue as job_queue
+
+LOG = logging.getLogger(__name__)
+
+LOCK_FILE = 'worker.lock'
+PROGRESS_INTERVAL = 0.5
+
+
+class _Permanent(Exception):
+    """A failure that another attempt would not cure."""
+
+
+class CacheWorker:
+    """Drains the node's job queue into its cache; see the module docstring."""
+
+    def __init__(self, conf, cache, jobs, db, store):
+        self.cache = cache
+        self.jobs = jobs
+        self.db = db
+        self.store = store
+        cc = conf.cache
+        self.threads = cc.worker_threads
+        self.max_attempts = cc.max_attempts
+        self.stall_timeout = cc.fetch_stall_timeout
+        self.retry_delay = cc.retry_delay
+        self.retry_max_delay = cc.retry_max_delay
+        self.poll_interval = cc.poll_interval
+        self.is_drainer = False
+        self._wakeups = queue.Queue()
+        self._stopping = threading.Event()
+        self._lock_fd = None
+        self._running = {}
+        self._running_lock = threading.Lock()
+        self._threads = []
+        self._wake_sock = None
+
+    # -- life cycle --------------------------------------------------------------
+
+    def start(self):
+        """Start electing; the elected process starts draining at once."""
+        if not self._elect():
+            thread = threading.Thread(target=self._stand_by, name='cache-worker-standby',
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _elect(self):
+        fd = os.open(os.path.join(self.cache.dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        self.is_drainer = True
+        self.jobs.requeue_caching()
+        self.jobs.local_wakeup = self.wake
+        self._listen_for_wakeups()
+        for i in range(self.threads):
+            thread = threading.Thread(target=self._drain, name='cache-worker-%d' % i,
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        LOG.info('Process %d is this node\'s caching worker (%d thread(s))', os.getpid(),
+                 self.threads)
+        return True
+
+    def _stand_by(self):
+        while not self._stopping.wait(self.poll_interval):
+            if self._elect():
+                return
+
+    def _listen_for_wakeups(self):
+        path = self.jobs.wakeup_path
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            LOG.warning('No wake-up socket at %s (%s): work queued by other processes '
+                        'starts within poll_interval', path, exc)
+            sock.close()
+            return
+        self._wake_sock = sock
+        thread = threading.Thread(target=self._receive_wakeups, name='cache-worker-wakeups',
+                                  daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _receive_wakeups(self):
+        sock = self._wake_sock
+        sock.settimeout(self.poll_interval)
+        while not self._stopping.is_set():
+            try:
+                sock.recv(64)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.wake()
+
+    def wake(self):
+        """There may be work: let one draining thread look."""
+        self._wakeups.put(None)
+
+    def stop(self, timeout=1.0):
+        """Stop draining; running fills are cancelled and stay queued for the next start."""
+        self._stopping.set()
+        with self._running_lock:
+            running = list(self._running.values())
+        for job in running:
+            job.cancel('the node is stopping')
+        for _ in self._threads:
+            self.wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0))
+        if self._wake_sock is not None:
+            self._wake_sock.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- draining ----------------------------------------------------------------
+
+    def _drain(self):
+        while not self._stopping.is_set():
+            try:
+                record, next_due = self.jobs.claim()
+            except Exception:
+                LOG.exception('Reading the caching queue failed; retrying')
+                record, next_due = None, None
+            if record is None:
+                timeout = self.poll_interval
+                if next_due is not None:
+                    timeout = min(max(next_due - time.time(), 0.001), timeout)
+                try:
+                    self._wakeups.get(timeout=timeout)
+                except queue.Empty:
+                    pass
+                continue
+            try:
+                self._process(record)
+            except Exception as exc:
+                LOG.exception('Caching image %s failed unexpectedly', record['image_id'])
+                self._failed(record, 'unexpected error: %s' % exc, transient=True)
+
+    def live_progress(self):
+        """{image_id: bytes written} of the fills running in this process."""
+        with self._running_lock:
+            return {image_id: job.bytes_done for image_id, job in self._running.items()}
+
+    def running_job(self, image_id):
+        with self._running_lock:
+            return self._running.get(image_id)
+
+    def _process(self, record):
+        image_id = record['image_id']
+        LOG.info('Caching image %s (attempt %d of %d)', image_id, record['attempts'],
+                 self.max_attempts)
+        try:
+            image = self._image(image_id)
+            if self.cache.get(image_id) is not None:
+                self._cached(record, image['size'])
+                return
+            job = self._begin(image)
+        except _Permanent as exc:
+            self._failed(record, str(exc), transient=False)
+            return
+        except errors.GlanceCacheError as exc:
+            self._failed(record, exc.message, transient=True)
+            return
+        with self._running_lock:
+            self._running[image_id] = job
+        try:
+            outcome = self._supervise(job, record)
+        finally:
+            with self._running_lock:
+                self._running.pop(image_id, None)
+        self._conclude(record, job, outcome)
+
+    def _image(self, image_id):
+        try:
+            image = self.db.image_get(image_id)
+        except errors.NotFound:
+            raise _Permanent('the image no longer exists') from None
+        if image['status'] != 'active' or not image['location']:
+            raise _Permanent('the image is %s, not active' % image['status'])
+        return image
+
+    def _begin(self, image):
+        try:
+            job, started = self.cache.begin_fill(image)
+        except cache_module.CacheFull as exc:
+            if (image['size'] or 0) > self.cache.max_size:
+                raise _Permanent(exc.message) from None
+            raise
+        if started:
+            location = image['location']
+            threading.Thread(target=job.run, args=(lambda: self.store.get(location)[0],),
+                             name='fill-%s' % image['id'], daemon=True).start()
+        return job
+
+    def _supervise(self, job, record):
+        """Wait for the fill, saving progress and aborting it if it stalls."""
+        last_bytes, last_change, last_saved = job.bytes_done, time.monotonic(), 0.0
+        tick = min(PROGRESS_INTERVAL, self.stall_timeout / 4)
+        while job.wait(tick) == job.RUNNING:
+            now = time.monotonic()
+            if self._stopping.is_set():
+                job.cancel('the node is stopping')
+                job.wait(1.0)
+                return 'stopping'
+            if job.bytes_done != last_bytes:
+                last_bytes, last_change = job.bytes_done, now
+            elif now - last_change > self.stall_timeout:
+                reason = 'no data for %.1f s' % self.stall_timeout
+                self.cache.abandon(job, reason)
+                return 'stalled: ' + reason
+            if now - last_saved >= PROGRESS_INTERVAL:
+                last_saved = now
+                if self.jobs.update(record['image_id'], bytes_done=last_bytes) is None:
+                    job.cancel('removed from the queue')
+        return job.state
+
+    def _conclude(self, record, job, outcome):
+        image_id = record['image_id']
+        if outcome == job.DONE:
+            self._cached(record, job.bytes_done)
+        elif outcome == 'stopping':
+            self.jobs.update(image_id, state=job_queue.QUEUED, bytes_done=0, started_at=None,
+                             attempts=max(record['attempts'] - 1, 0))
+        elif outcome.startswith('stalled'):
+            self._failed(record, outcome, transient=True)
+        elif outcome == job.CANCELLED:
+            if self._stopping.is_set():
+                self._conclude(record, job, 'stopping')
+            else:
+                LOG.info('Caching image %s was cancelled: %s', image_id, job.cancel_reason)
+        else:
+            permanent = job.error_kind in (fill.VerificationFailed,) or (
+                job.error_kind is not None and issubclass(job.error_kind, errors.NotFound))
+            self._failed(record, job.error, transient=not permanent)
+
+    def _cached(self, record, size):
+        now = time.time()
+        if self.jobs.update(record['image_id'], state=job_queue.CACHED, bytes_done=size,
+                            finished_at=now, last_error=None) is not None:
+            LOG.info('Image %s is cached (%d bytes, %.2f s)', record['image_id'], size,
+                     now - (record['started_at'] or now))
+
+    def _failed(self, record, reason, transient):
+        image_id = record['image_id']
+        now = time.time()
+        if transient and record['attempts'] < self.max_attempts:
+            delay = self.backoff(record['attempts'])
+            LOG.warning('Caching image %s failed (attempt %d of %d), retrying in %.2f s: %s',
+                        image_id, record['attempts'], self.max_attempts, delay, reason)
+            self.jobs.update(image_id, state=job_queue.QUEUED, last_error=reason,
+                             bytes_done=0, next_attempt_at=now + delay)
+            self.wake()
+        else:
+            LOG.error('Caching image %s failed for good after %d attempt(s): %s',
+                      image_id, record['attempts'], reason)
+            self.jobs.update(image_id, state=job_queue.FAILED, last_error=reason,
+                             finished_at=now)
+
+    def backoff(self, attempts):
+        """Delay before the attempt after ``attempts``: doubling, capped, jittered."""
+        base = min(self.retry_delay * (2 ** max(attempts - 1, 0)), self.retry_max_delay)
+        return base * random.uniform(0.5, 1.0)
