@@ -87,8 +87,7 @@ def upload(req, image_id):
         raise errors.Conflict('Image %s has status %s: data can be uploaded only to a '
                               'queued image' % (image['id'], image['status']))
     svc.db.image_update(image['id'], {'status': 'saving'}, expected_status='queued')
-    reader = UploadReader(req.body_file_raw if req.is_body_readable else _Empty(),
-                          cap, declared)
+    reader = UploadReader(_body_stream(req), cap, declared)
     location = None
     try:
         location, size, checksum, multihash = svc.store.add(image['id'], reader,
@@ -113,6 +112,18 @@ def upload(req, image_id):
 class _Empty:
     def read(self, size=-1):
         return b''
+
+
+def _body_stream(req):
+    """The raw request body; chunked bodies count as readable whatever the server says.
+
+    gunicorn marks chunked input with ``wsgi.input_terminated``; eventlet.wsgi
+    does not, and webob would then treat the body as empty.
+    """
+    chunked = 'chunked' in req.headers.get('Transfer-Encoding', '').lower()
+    if chunked or req.is_body_readable:
+        return req.environ['wsgi.input']
+    return _Empty()
 
 
 def _abandon_upload(svc, image_id, location, exc):

@@ -1,27 +1,36 @@
 """glance-cache-api: serve one node in the foreground.
 
 ``--server gunicorn`` (the default) runs the application under gunicorn's
-threaded worker with ``[DEFAULT] workers`` processes. SIGTERM stops it
-gracefully: running requests finish, then the processes exit.
+threaded worker with ``[DEFAULT] workers`` processes. ``--server eventlet``
+serves it from one eventlet-monkey-patched process, for deployments that
+still run OpenStack services that way; the caching worker is then the green
+thread that drains the queue. SIGTERM stops either gracefully.
+
+This module imports nothing heavy at the top: eventlet must patch the
+standard library before threading, socket and the rest are imported.
 """
 
 import sys
 
-from oslo_config import cfg
-from oslo_log import log as logging
+SERVERS = ('gunicorn', 'eventlet')
 
-from glance_cache import wsgi
 
-LOG = logging.getLogger(__name__)
-
-cli_opts = [
-    cfg.StrOpt('server', default='gunicorn', choices=['gunicorn'],
-               help='The WSGI server that serves the node.'),
-]
+def _requested_server(argv):
+    for i, arg in enumerate(argv):
+        if arg == '--server' and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith('--server='):
+            return arg.split('=', 1)[1]
+    return 'gunicorn'
 
 
 def _serve_gunicorn(conf):
     from gunicorn.app.base import BaseApplication
+    from oslo_log import log as logging
+
+    from glance_cache import wsgi
+
+    log = logging.getLogger(__name__)
 
     class NodeServer(BaseApplication):
         def load_config(self):
@@ -37,7 +46,8 @@ def _serve_gunicorn(conf):
                 'errorlog': '-',
                 'loglevel': 'debug' if conf.debug else 'info',
                 'proc_name': 'glance-cache-api',
-                'when_ready': _announce,
+                'when_ready': lambda server: _announce(
+                    log, [listener.sock.getsockname() for listener in server.LISTENERS]),
                 'control_socket_disable': True,
             }
             for key, value in settings.items():
@@ -50,22 +60,78 @@ def _serve_gunicorn(conf):
     NodeServer().run()
 
 
-def _announce(server):
-    for listener in server.LISTENERS:
-        host, port = listener.sock.getsockname()[:2]
+def _serve_eventlet(conf):
+    import signal
+
+    import eventlet
+    import eventlet.wsgi
+    from oslo_log import log as logging
+
+    from glance_cache import wsgi
+
+    log = logging.getLogger(__name__)
+    sock = eventlet.listen((conf.bind_host, conf.bind_port))
+    app = wsgi.build_app(conf)
+
+    serving = eventlet.getcurrent()
+
+    def stop(signum, frame):
+        # Raise in the serving green thread, not in the hub that took the
+        # signal: leaving server() ends the process and atexit stops the worker.
+        eventlet.spawn_after(0, serving.throw, SystemExit(0))
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    _announce(log, [sock.getsockname()])
+    try:
+        eventlet.wsgi.server(sock, app, log=_EventletLog(log), max_size=conf.threads * 64,
+                             socket_timeout=conf.client_socket_timeout or None,
+                             keepalive=True)
+    except SystemExit:
+        log.info('glance-cache-api stopping')
+
+
+class _EventletLog:
+    """eventlet.wsgi writes its own lines; route them to oslo.log at debug."""
+
+    def __init__(self, log):
+        self._log = log
+
+    def write(self, message):
+        self._log.debug(message.rstrip())
+
+
+def _announce(log, addresses):
+    for host, port in (address[:2] for address in addresses):
         # Tests and scripts wait for this line to learn the port chosen for bind_port 0.
-        LOG.info('glance-cache-api listening on http://%s:%d', host, port)
-        print('glance-cache-api listening on http://%s:%d' % (host, port),
-              file=sys.stderr, flush=True)
+        log.info('glance-cache-api listening on http://%s:%d', host, port)
+        print('glance-cache-api listening on http://%s:%d' % (host, port), file=sys.stderr,
+              flush=True)
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    server = _requested_server(argv)
+    if server == 'eventlet':
+        import eventlet
+        eventlet.monkey_patch()
+
+    from oslo_config import cfg
+
+    from glance_cache import wsgi
+
     conf = cfg.CONF
-    conf.register_cli_opts(cli_opts)
-    wsgi.parse_config(sys.argv[1:] if argv is None else argv, conf)
-    # Migrate an empty database once, before any worker process starts.
+    conf.register_cli_opts([
+        cfg.StrOpt('server', default='gunicorn', choices=SERVERS,
+                   help='The WSGI server that serves the node.'),
+    ])
+    wsgi.parse_config(argv, conf)
+    # Migrate an empty database once, before any server process starts.
     wsgi.prepare_database(conf)
-    _serve_gunicorn(conf)
+    if conf.server == 'eventlet':
+        _serve_eventlet(conf)
+    else:
+        _serve_gunicorn(conf)
     return 0
 
 
