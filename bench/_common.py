@@ -1,0 +1,118 @@
+"""Shared pieces of the benchmark scripts: a node, a big image, RSS sampling, timing.
+
+Benchmarks print ratios against a reference measured in the same run on the
+same file, so that figures from different machines can be compared.
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tests import helpers  # noqa: E402
+
+MIB = 1024 * 1024
+
+
+def workdir(prefix):
+    """A scratch directory on the same file system as the project."""
+    base = os.environ.get('GLANCE_CACHE_BENCH_DIR') or tempfile.gettempdir()
+    return tempfile.mkdtemp(prefix=prefix, dir=base)
+
+
+def make_file(path, size_mib):
+    """A file of random data (random so that no layer can compress it)."""
+    block = os.urandom(MIB)
+    with open(path, 'wb') as f:
+        for i in range(size_mib):
+            # Vary every MiB cheaply so blocks are not identical either.
+            f.write(i.to_bytes(8, 'little') + block[8:])
+    return path
+
+
+def start_node(directory, options=None, server_args=()):
+    node = helpers.Node(directory, 'sqlite:///%s' % os.path.join(directory, 'gc.db'),
+                        options or {}, server_args)
+    return node.start()
+
+
+def upload(node, path):
+    """Create an active image from ``path``; returns the image record."""
+    image = node.create_image()
+    with open(path, 'rb') as f:
+        resp = node.request('PUT', '/v2/images/%s/file' % image['id'], data=f,
+                            headers={'Content-Type': 'application/octet-stream',
+                                     'Content-Length': str(os.path.getsize(path))},
+                            timeout=3600)
+    assert resp.status_code == 204, resp.text
+    return node.request('GET', '/v2/images/%s' % image['id']).json()
+
+
+def worker_pids(node):
+    """The gunicorn worker processes of a node (children of its master)."""
+    out = subprocess.run(['pgrep', '-P', str(node.proc.pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()] or [node.proc.pid]
+
+
+def rss_kib(pid):
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+    return 0
+
+
+class RssSampler:
+    """Peak RSS of some processes, sampled every few milliseconds in a thread."""
+
+    def __init__(self, pids, interval=0.005):
+        self.pids = pids
+        self.interval = interval
+        self.before = sum(rss_kib(p) for p in pids)
+        self.peak = self.before
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, sum(rss_kib(p) for p in self.pids))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def timed(command, **kwargs):
+    """Wall seconds of a shell command."""
+    start = time.perf_counter()
+    subprocess.run(command, shell=True, check=True, **kwargs)
+    return time.perf_counter() - start
+
+
+def wait_cached(node, image_id, timeout=3600):
+    def job():
+        resp = node.request('GET', '/v2/cache/jobs/%s' % image_id)
+        record = resp.json() if resp.status_code == 200 else {}
+        if record.get('state') == 'failed':
+            raise RuntimeError('caching failed: %s' % record.get('last_error'))
+        return record if record.get('state') == 'cached' else None
+    return helpers.wait_for(job, 'image %s to be cached' % image_id, timeout=timeout,
+                            interval=0.01)
+
+
+def sha512_of(path):
+    digest = hashlib.sha512()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(MIB), b''):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,78 @@
+"""Cache fill speed and memory: fill of a file-store image vs cp + sync and sha512sum.
+
+    .venv/bin/python bench/fill.py [--size-mib 1024] [--warm]
+
+Starts a fresh node, uploads an image of --size-mib random MiB, then measures
+in the same run, on the same store file:
+
+- ``cp`` of the file plus ``sync`` (the disk work of a fill, no hashing),
+- ``sha512sum`` of the file (one of the two digests a fill computes),
+- the first cache fill of the fresh node, started by ``PUT /v2/cache/{id}``
+  and timed by the node's own job record (started_at to finished_at), with
+  size, MD5 and sha512 verification and the fsyncs on,
+
+and the node's RSS before the fill and at its peak during it. ``--warm``
+adds a second fill of the same image after removing it from the cache.
+"""
+
+import argparse
+import os
+import time
+
+import _common as common
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--size-mib', type=int, default=1024)
+    parser.add_argument('--warm', action='store_true', help='also time a second fill')
+    args = parser.parse_args()
+
+    directory = common.workdir('gc-bench-fill-')
+    source = common.make_file(os.path.join(directory, 'source.img'), args.size_mib)
+    node = common.start_node(os.path.join(directory, 'node'), {
+        'cache': {'max_size': str(4 * args.size_mib * common.MIB)}})
+    try:
+        image = common.upload(node, source)
+        stored = os.path.join(node.store_dir, image['id'])
+        os.unlink(source)
+        copy = os.path.join(directory, 'copy.img')
+        cp_sync = common.timed('cp %s %s && sync' % (stored, copy))
+        os.unlink(copy)
+        common.timed('sync')
+        sha512sum = common.timed('sha512sum %s > /dev/null' % stored)
+
+        pids = common.worker_pids(node)
+        fills = []
+        with common.RssSampler(pids) as rss:
+            for attempt in range(2 if args.warm else 1):
+                if attempt:
+                    node.request('DELETE', '/v2/cache/%s' % image['id'])
+                    common.timed('sync')
+                wall = time.perf_counter()
+                assert node.request('PUT', '/v2/cache/%s' % image['id']).status_code == 202
+                job = common.wait_cached(node, image['id'])
+                wall = time.perf_counter() - wall
+                fills.append((job['finished_at'] - job['started_at'], wall))
+        cached = os.path.join(node.workdir, 'data', 'cache', image['id'])
+        assert common.sha512_of(cached) == image['os_hash_value']
+    finally:
+        node.stop()
+
+    size_gib = args.size_mib / 1024
+    print('image: %d MiB (file store), fill with size + MD5 + sha512 checks and fsync'
+          % args.size_mib)
+    print('cp + sync:           %6.2f s' % cp_sync)
+    print('sha512sum:           %6.2f s' % sha512sum)
+    for label, (fill, wall) in zip(('first fill (fresh)', 'second fill (warm)'), fills):
+        print('%-20s %6.2f s (PUT to listed cached: %.2f s, %.0f MiB/s)'
+              % (label + ':', fill, wall, args.size_mib / fill))
+        print('  fill / (cp + sync): %.2f' % (fill / cp_sync))
+        print('  fill / sha512sum:   %.2f' % (fill / sha512sum))
+    print('node RSS before: %.1f MiB, peak: %.1f MiB, growth: %.1f MiB (%.1f MiB per GiB)'
+          % (rss.before / 1024, rss.peak / 1024, (rss.peak - rss.before) / 1024,
+             (rss.peak - rss.before) / 1024 / size_gib))
+
+
+if __name__ == '__main__':
+    main()
