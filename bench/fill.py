@@ -64,7 +64,8 @@ def main():
           % args.size_mib)
     print('cp + sync:           %6.2f s' % cp_sync)
     print('sha512sum:           %6.2f s' % sha512sum)
-    for label, (fill, wall) in zip(('first fill (fresh)', 'second fill (warm)'), fills):
+    labels = ('first fill (fresh)', 'second fill (warm)')[:len(fills)]
+    for label, (fill, wall) in zip(labels, fills, strict=True):
         print('%-20s %6.2f s (PUT to listed cached: %.2f s, %.0f MiB/s)'
               % (label + ':', fill, wall, args.size_mib / fill))
         print('  fill / (cp + sync): %.2f' % (fill / cp_sync))
