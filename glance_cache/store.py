@@ -29,7 +29,14 @@ class ImageStore:
     def __init__(self, conf):
         self.conf = conf
         glance_store.create_stores(conf)
-        glance_store.verify_default_store()
+        # glance_store.verify_default_store() reads the global cfg.CONF; check
+        # the configuration we were given instead.
+        default = conf.glance_store.default_store
+        try:
+            glance_store.get_store_from_scheme(default)
+        except store_exc.UnknownScheme:
+            raise RuntimeError('[glance_store] default_store %r is not an available store'
+                               % default) from None
 
     def add(self, image_id, reader, size):
         """Write ``reader``'s bytes as the data of ``image_id``.
@@ -61,8 +68,15 @@ class ImageStore:
             raise StoreDataMissing('The image data is missing from the store') from None
 
     def delete(self, location):
-        """Delete the data at ``location``; data already gone is not an error."""
+        """Delete the data at ``location``; data already gone is not an error.
+
+        Neither is a store that cannot delete (the http store is read-only):
+        the image record is gone by then, so failing would only turn a done
+        deletion into a 500. The data stays where it is, as in Glance.
+        """
         try:
             glance_store.delete_from_backend(location)
         except store_exc.NotFound:
             LOG.info('Data at %s was already gone', location)
+        except store_exc.StoreDeleteNotSupported:
+            LOG.warning('The store of %s cannot delete; its data stays there', location)

@@ -27,8 +27,7 @@ def list_cache(req):
                'last_modified': e.last_modified, 'size': e.size}
               for e in svc.cache.list()]
     cached_ids = {e['image_id'] for e in cached}
-    queued = [r['image_id'] for r in svc.jobs.all()
-              if r['state'] in job_queue.PENDING and r['image_id'] not in cached_ids]
+    queued = [image_id for image_id in svc.jobs.pending_ids() if image_id not in cached_ids]
     return common.json_response({'cached_images': cached, 'queued_images': queued})
 
 
@@ -84,8 +83,9 @@ def clear(req):
     elif 'queue' in targets:
         svc.jobs.clear((job_queue.QUEUED,))
     else:
+        # Committed entries only: a running fill is queued work and goes on.
         svc.jobs.clear((job_queue.CACHED,))
-        svc.cache.clear()
+        svc.cache.clear(cancel_fills=False)
     return common.empty_response()
 
 

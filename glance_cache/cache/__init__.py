@@ -220,8 +220,9 @@ class ImageCache:
         final = self.path(job.image_id)
         self.driver.before_commit(job.path, job.image_id, size)
         os.rename(job.path, final)
+        # Only the new name must survive a crash; a stale incomplete/ entry
+        # left by one is cleaned at the next start.
         fill._fsync_dir(self.dir)
-        fill._fsync_dir(self.incomplete_dir)
         self.driver.after_commit(job.image_id, size)
         LOG.info('Cached image %s (%d bytes)', job.image_id, size)
 
@@ -287,10 +288,15 @@ class ImageCache:
             self._remove_committed(image_id)
         return present or job is not None
 
-    def clear(self):
-        """Remove every committed entry and cancel every fill; the count removed."""
+    def clear(self, cancel_fills=True):
+        """Remove every committed entry and, unless told not to, cancel every fill;
+        the count of entries removed.
+
+        ``cancel_fills=False`` is clearing the cache but not the queue: the
+        running fills belong to queued work, which stays.
+        """
         with self._lock:
-            jobs = list(self._fills.values())
+            jobs = list(self._fills.values()) if cancel_fills else []
             entries = self.driver.list()
             for entry in entries:
                 self._remove_committed(entry.image_id)

@@ -13,6 +13,7 @@ fill that fails makes its followers fail too, so no client is handed a
 complete-looking response built from unverified data.
 """
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -27,6 +28,7 @@ LOG = logging.getLogger(__name__)
 
 HASH_QUEUE_DEPTH = 4
 FLUSH_EVERY = 64 * 1024 * 1024
+INLINE_HASH_LIMIT = 8 * 1024 * 1024
 
 
 class FillError(errors.GlanceCacheError):
@@ -63,30 +65,49 @@ class _Digest(threading.Thread):
 
 
 class HashPipeline:
-    """Size, MD5 and the image's multihash of a stream, computed in parallel."""
+    """Size, MD5 and the image's multihash of a stream, computed in parallel.
 
-    def __init__(self, multihash_algo):
-        self._digests = {'md5': _Digest('md5'), multihash_algo: _Digest(multihash_algo)}
+    Small images (under ``INLINE_HASH_LIMIT``) are hashed in the caller's
+    thread: starting threads would cost more than it saves.
+    """
+
+    def __init__(self, multihash_algo, expected_size=None):
         self._multihash_algo = multihash_algo
         self.size = 0
-        for digest in self._digests.values():
-            digest.start()
+        self._threaded = expected_size is None or expected_size >= INLINE_HASH_LIMIT
+        if self._threaded:
+            self._digests = {'md5': _Digest('md5'),
+                             multihash_algo: _Digest(multihash_algo)}
+            for digest in self._digests.values():
+                digest.start()
+        else:
+            self._hashers = {'md5': hashlib.md5(), multihash_algo: hashlib.new(multihash_algo)}
 
     def update(self, chunk):
         self.size += len(chunk)
-        for digest in self._digests.values():
-            digest.queue.put(chunk)
+        if self._threaded:
+            for digest in self._digests.values():
+                digest.queue.put(chunk)
+        else:
+            for hasher in self._hashers.values():
+                hasher.update(chunk)
 
     def finish(self):
         """``(size, md5_hex, multihash_hex)`` once every chunk is hashed."""
-        for digest in self._digests.values():
-            digest.queue.put(None)
-        for digest in self._digests.values():
-            digest.join()
-        return (self.size, self._digests['md5'].hasher.hexdigest(),
-                self._digests[self._multihash_algo].hasher.hexdigest())
+        if self._threaded:
+            for digest in self._digests.values():
+                digest.queue.put(None)
+            for digest in self._digests.values():
+                digest.join()
+            hashers = {name: digest.hasher for name, digest in self._digests.items()}
+        else:
+            hashers = self._hashers
+        return (self.size, hashers['md5'].hexdigest(),
+                hashers[self._multihash_algo].hexdigest())
 
     def abort(self):
+        if not self._threaded:
+            return
         for digest in self._digests.values():
             try:
                 digest.queue.put_nowait(None)
@@ -117,9 +138,14 @@ class _Flusher(threading.Thread):
         self._flushed_at = 0
 
     def wrote(self, total):
-        """Note that ``total`` bytes are written; sync once another FLUSH_EVERY are."""
+        """Note that ``total`` bytes are written; sync once another FLUSH_EVERY are.
+
+        The thread starts at the first sync: small fills never need it.
+        """
         if total - self._flushed_at >= FLUSH_EVERY:
             self._flushed_at = total
+            if not self.is_alive():
+                self.start()
             self._due.set()
 
     def run(self):
@@ -136,7 +162,8 @@ class _Flusher(threading.Thread):
     def finish(self):
         self._done = True
         self._due.set()
-        self.join()
+        if self.is_alive():
+            self.join()
 
 
 def verify(image, size, md5_hex, multihash_hex):
@@ -183,6 +210,10 @@ class FillJob:
         self._inode = None
         self.cancel_reason = None
         self.error_kind = None
+        # Called with no arguments, a context manager the commit runs inside;
+        # it yields whether to commit at all. The caching worker sets one that
+        # holds the queue's lock and checks the job's record is still there.
+        self.commit_guard = lambda: contextlib.nullcontext(True)
         self.path = cache.incomplete_path(self.image_id)
 
     # -- the writer ------------------------------------------------------------
@@ -215,9 +246,8 @@ class FillJob:
 
         Never raises: the outcome is ``state`` and ``error``.
         """
-        hashes = HashPipeline(self.image.get('os_hash_algo') or 'sha512')
+        hashes = HashPipeline(self.image.get('os_hash_algo') or 'sha512', self.size)
         flusher = _Flusher(self._write_fd)
-        flusher.start()
         chunks = ()
         try:
             try:
@@ -245,10 +275,13 @@ class FillJob:
             size, md5_hex, multihash_hex = hashes.finish()
             hashes = None
             verify(self.image, size, md5_hex, multihash_hex)
-            if self._cancel.is_set() or not self.owns_path():
-                raise FillCancelled(self._cancel_message())
             os.fsync(self._write_fd)
-            self.cache.commit(self, size)
+            with self.commit_guard() as wanted:
+                if not wanted:
+                    self.cancel('its caching job was removed')
+                if self._cancel.is_set() or not self.owns_path():
+                    raise FillCancelled(self._cancel_message())
+                self.cache.commit(self, size)
             self._finish(self.DONE)
         except VerificationFailed as exc:
             self._fail(exc, quarantine=True)

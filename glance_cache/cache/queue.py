@@ -1,12 +1,18 @@
 """The durable caching queue of one node: a job record per image, as files.
 
-``<cache_dir>/queue/<image id>`` holds one JSON record per image the node was
-asked to cache: its state (queued, caching, cached, failed), attempts, times,
-bytes done and last error. Records are replaced atomically (write, fsync,
-rename); every read-modify-write holds ``queue/.lock`` (flock), so any
-process of the node may enqueue while one process drains. FIFO order is the
-order of ``queued_at``. Queued and caching records survive restarts: the
+``<cache_dir>/queue/<image id>`` holds the JSON record of each image waiting
+for or being cached (state ``queued`` or ``caching``); once a job ends its
+record moves to ``queue/done/<image id>`` (state ``cached`` or ``failed``).
+A record holds the state, attempts, times, bytes done and last error.
+Records are replaced atomically (write, then rename), and every
+read-modify-write holds ``queue/.lock`` (flock), so any process of the node
+may enqueue while one process drains. Pending records survive restarts: the
 next drainer resumes them.
+
+The drainer keeps the order of the pending records in memory and learns of
+new ones from a listing of ``queue/`` (names only), so claiming the next job
+costs one directory listing and one record read, however long the queue.
+FIFO order is the order of ``queued_at``.
 
 Other processes wake the drainer through a datagram socket
 (``queue/wakeup.sock``); a wake-up that is lost costs at most the drainer's
@@ -24,6 +30,7 @@ import uuid
 
 QUEUED, CACHING, CACHED, FAILED = 'queued', 'caching', 'cached', 'failed'
 PENDING = (QUEUED, CACHING)
+DONE = (CACHED, FAILED)
 STATES = (QUEUED, CACHING, CACHED, FAILED)
 
 WAKEUP_SOCKET = 'wakeup.sock'
@@ -47,13 +54,16 @@ class JobQueue:
 
     def __init__(self, cache_dir, node):
         self.dir = os.path.join(cache_dir, 'queue')
-        os.makedirs(self.dir, exist_ok=True)
+        self.done_dir = os.path.join(self.dir, 'done')
+        os.makedirs(self.done_dir, exist_ok=True)
         self.node = node
         self._lock_path = os.path.join(self.dir, '.lock')
         self._thread_lock = threading.RLock()
         self.wakeup_path = os.path.join(self.dir, WAKEUP_SOCKET)
         # Set by the worker when this process drains: wake it without a socket.
         self.local_wakeup = None
+        # The drainer's view of pending records: id -> (queued_at, next_attempt_at).
+        self._order = {}
 
     @contextlib.contextmanager
     def locked(self):
@@ -66,26 +76,42 @@ class JobQueue:
             finally:
                 os.close(fd)
 
-    def _path(self, image_id):
+    def _path(self, image_id, state):
         if not _is_image_id(image_id):
             raise ValueError('not an image id: %r' % (image_id,))
-        return os.path.join(self.dir, image_id)
+        return os.path.join(self.dir if state in PENDING else self.done_dir, image_id)
 
-    def get(self, image_id):
-        """The record of ``image_id``, or None."""
+    @staticmethod
+    def _load(path):
         try:
-            with open(self._path(image_id)) as f:
+            with open(path) as f:
                 return json.load(f)
         except (FileNotFoundError, ValueError):
             return None
 
+    def get(self, image_id):
+        """The record of ``image_id``, or None."""
+        return (self._load(self._path(image_id, QUEUED))
+                or self._load(self._path(image_id, CACHED)))
+
     def put(self, record):
-        """Write ``record`` atomically (callers hold ``locked()``)."""
-        path = self._path(record['image_id'])
+        """Write ``record`` atomically where its state belongs (callers hold ``locked()``)."""
+        path = self._path(record['image_id'], record['state'])
         tmp = '%s.%s.tmp' % (path, uuid.uuid4().hex[:8])
         with open(tmp, 'w') as f:
             json.dump(record, f)
         os.replace(tmp, path)
+        other = self._path(record['image_id'],
+                           CACHED if record['state'] in PENDING else QUEUED)
+        try:
+            os.unlink(other)
+        except FileNotFoundError:
+            pass
+        if record['state'] == QUEUED:
+            self._order[record['image_id']] = (record['queued_at'],
+                                               record['next_attempt_at'])
+        else:
+            self._order.pop(record['image_id'], None)
 
     def update(self, image_id, **changes):
         """Change fields of a record if it exists; return it, or None."""
@@ -99,21 +125,37 @@ class JobQueue:
 
     def remove(self, image_id):
         """Drop the record of ``image_id``; True if there was one."""
+        removed = False
         with self.locked():
-            try:
-                os.unlink(self._path(image_id))
-                return True
-            except FileNotFoundError:
-                return False
+            for state in (QUEUED, CACHED):
+                try:
+                    os.unlink(self._path(image_id, state))
+                    removed = True
+                except FileNotFoundError:
+                    pass
+            self._order.pop(image_id, None)
+        return removed
+
+    def pending_ids(self):
+        """Ids of the queued and caching records (names only, nothing read)."""
+        return [name for name in os.listdir(self.dir) if _is_image_id(name)]
+
+    def _records(self, directory):
+        records = []
+        for name in os.listdir(directory):
+            if _is_image_id(name):
+                record = self._load(os.path.join(directory, name))
+                if record is not None:
+                    records.append(record)
+        return records
+
+    def pending(self):
+        """Queued and caching records, oldest queued first."""
+        return sorted(self._records(self.dir), key=lambda r: (r['queued_at'], r['image_id']))
 
     def all(self):
         """Every record, oldest queued first."""
-        records = []
-        for name in os.listdir(self.dir):
-            if _is_image_id(name):
-                record = self.get(name)
-                if record is not None:
-                    records.append(record)
+        records = self._records(self.dir) + self._records(self.done_dir)
         records.sort(key=lambda r: (r['queued_at'], r['image_id']))
         return records
 
@@ -125,13 +167,23 @@ class JobQueue:
         queued afresh.
         """
         with self.locked():
-            record = self.get(image_id)
-            if record is not None and record['state'] in PENDING:
+            record = self._load(self._path(image_id, QUEUED))
+            if record is not None:
                 return record, False
             record = new_record(image_id, size, self.node)
             self.put(record)
         self.wake()
         return record, True
+
+    def _refresh_order(self):
+        """Bring the in-memory order up to date with ``queue/`` (lock held)."""
+        names = set(self.pending_ids())
+        for gone in set(self._order) - names:
+            del self._order[gone]
+        for name in names - set(self._order):
+            record = self._load(os.path.join(self.dir, name))
+            if record is not None and record['state'] == QUEUED:
+                self._order[name] = (record['queued_at'], record['next_attempt_at'])
 
     def claim(self, now=None):
         """The oldest queued record that is due, marked caching; or None.
@@ -140,13 +192,16 @@ class JobQueue:
         """
         now = now or time.time()
         with self.locked():
+            self._refresh_order()
             next_due = None
-            for record in self.all():
-                if record['state'] != QUEUED:
+            for image_id, (_queued_at, due) in sorted(self._order.items(),
+                                                       key=lambda item: item[1][0]):
+                if due > now:
+                    next_due = due if next_due is None else min(next_due, due)
                     continue
-                if record['next_attempt_at'] > now:
-                    next_due = min(next_due or record['next_attempt_at'],
-                                   record['next_attempt_at'])
+                record = self._load(os.path.join(self.dir, image_id))
+                if record is None or record['state'] != QUEUED:
+                    self._order.pop(image_id, None)
                     continue
                 record.update(state=CACHING, started_at=now, finished_at=None,
                               bytes_done=0, attempts=record['attempts'] + 1)
@@ -157,7 +212,7 @@ class JobQueue:
     def requeue_caching(self):
         """Return every caching record to queued (a new drainer resumes them)."""
         with self.locked():
-            for record in self.all():
+            for record in self.pending():
                 if record['state'] == CACHING:
                     record.update(state=QUEUED, bytes_done=0, started_at=None,
                                   attempts=max(record['attempts'] - 1, 0))
@@ -169,7 +224,11 @@ class JobQueue:
         with self.locked():
             for record in self.all():
                 if record['state'] in states:
-                    os.unlink(self._path(record['image_id']))
+                    try:
+                        os.unlink(self._path(record['image_id'], record['state']))
+                    except FileNotFoundError:
+                        continue
+                    self._order.pop(record['image_id'], None)
                     removed.append(record['image_id'])
         return removed
 

@@ -1,0 +1,210 @@
+"""Latency and throughput of the cache API on one node.
+
+    .venv/bin/python bench/cache_api.py [--small 100] [--many 1000] [--listing 10000]
+                                        [--fill-mib 2048] [--skip PART ...]
+
+Parts, each on a fresh node:
+
+small    100 images of 64 KiB queued one after another: time for PUT
+         /v2/cache/{id} to be answered, and from the PUT to the image being
+         cached (the job record's finished_at, the moment the entry is
+         committed and listed), fsyncs on.
+busy     GET /v2/cache latency on an idle node and while a --fill-mib fill
+         runs, and the fill's time alone and while GET /v2/cache is polled
+         back to back.
+many     --many images queued from 4 client threads: time until every PUT
+         was answered, and until all are cached, from the first PUT.
+listing  GET /v2/cache with --listing cached entries.
+"""
+
+import argparse
+import concurrent.futures
+import os
+import statistics
+import threading
+import time
+
+import requests
+
+import _common as common
+
+PARTS = ('small', 'busy', 'many', 'listing')
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(int(len(ordered) * fraction), len(ordered) - 1)]
+
+
+def ms(seconds):
+    return '%.1f ms' % (seconds * 1000)
+
+
+def active_images(node, count, size, threads=4):
+    """``count`` active images of ``size`` random bytes, created over HTTP."""
+    def make(_):
+        session = requests.Session()
+        headers = {'X-Auth-Token': 'admin'}
+        image = session.post(node.url + '/v2/images', json={'name': 'bench'},
+                             headers=headers).json()
+        resp = session.put(node.url + image['file'], data=os.urandom(size),
+                           headers=dict(headers, **{'Content-Type':
+                                                    'application/octet-stream'}))
+        assert resp.status_code == 204, resp.text
+        return image['id']
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(make, range(count)))
+
+
+def queue(session, node, image_id):
+    resp = session.put('%s/v2/cache/%s' % (node.url, image_id),
+                       headers={'X-Auth-Token': 'admin'})
+    assert resp.status_code == 202, resp.text
+
+
+def part_small(args, directory):
+    node = common.start_node(os.path.join(directory, 'small'))
+    try:
+        ids = active_images(node, args.small, 64 * 1024)
+        session = requests.Session()
+        answered, to_cached = [], []
+        for image_id in ids:
+            started = time.time()
+            queue(session, node, image_id)
+            answered.append(time.time() - started)
+            job = common.wait_cached(node, image_id)
+            to_cached.append(job['finished_at'] - started)
+    finally:
+        node.stop()
+    print('[small] %d images of 64 KiB, one after another' % args.small)
+    print('  PUT /v2/cache answered: median %s, p99 %s'
+          % (ms(statistics.median(answered)), ms(percentile(answered, 0.99))))
+    print('  PUT to cached:          median %s, p99 %s'
+          % (ms(statistics.median(to_cached)), ms(percentile(to_cached, 0.99))))
+
+
+def _poll_list(node, stop, latencies):
+    session = requests.Session()
+    while not stop.is_set():
+        started = time.perf_counter()
+        resp = session.get(node.url + '/v2/cache', headers={'X-Auth-Token': 'admin'})
+        latencies.append(time.perf_counter() - started)
+        assert resp.status_code == 200
+
+
+def part_busy(args, directory):
+    work = os.path.join(directory, 'busy')
+    os.makedirs(work)
+    source = common.make_file(os.path.join(work, 'source.img'), args.fill_mib)
+    node = common.start_node(os.path.join(work, 'node'), {
+        'cache': {'max_size': str(4 * args.fill_mib * common.MIB)}})
+    try:
+        image = common.upload(node, source)
+        os.unlink(source)
+        idle = []
+        stop = threading.Event()
+        poller = threading.Thread(target=_poll_list, args=(node, stop, idle))
+        poller.start()
+        time.sleep(3)   # a fixed sampling window for the idle figure, not a wait
+        stop.set()
+        poller.join()
+
+        def fill():
+            node.request('DELETE', '/v2/cache/%s' % image['id'])
+            common.timed('sync')
+            queue(requests, node, image['id'])
+            job = common.wait_cached(node, image['id'], timeout=3600)
+            return job['finished_at'] - job['started_at']
+
+        alone = fill()
+        busy = []
+        stop = threading.Event()
+        poller = threading.Thread(target=_poll_list, args=(node, stop, busy))
+        node.request('DELETE', '/v2/cache/%s' % image['id'])
+        common.timed('sync')
+        poller.start()
+        queue(requests, node, image['id'])
+        job = common.wait_cached(node, image['id'], timeout=3600)
+        stop.set()
+        poller.join()
+        polled = job['finished_at'] - job['started_at']
+    finally:
+        node.stop()
+    print('[busy] %d MiB fill; GET /v2/cache back to back' % args.fill_mib)
+    print('  GET /v2/cache p99: idle %s (%d requests), during the fill %s (%d requests): '
+          '%.2f x' % (ms(percentile(idle, 0.99)), len(idle), ms(percentile(busy, 0.99)),
+                      len(busy), percentile(busy, 0.99) / percentile(idle, 0.99)))
+    print('  fill: alone %.2f s, while polled %.2f s: %.2f x' % (alone, polled,
+                                                                 polled / alone))
+
+
+def part_many(args, directory):
+    node = common.start_node(os.path.join(directory, 'many'))
+    try:
+        ids = active_images(node, args.many, 4096)
+        first = time.time()
+        sessions = threading.local()
+
+        def put(image_id):
+            if not hasattr(sessions, 's'):
+                sessions.s = requests.Session()
+            queue(sessions.s, node, image_id)
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            list(pool.map(put, ids))
+        accepted = time.time() - first
+
+        def all_cached():
+            body = node.request('GET', '/v2/cache').json()
+            return len(body['cached_images']) == len(ids) and not body['queued_images']
+
+        common.helpers.wait_for(all_cached, 'all images to be cached', timeout=600,
+                                interval=0.02)
+        finished = max(r['finished_at'] for r in
+                       node.request('GET', '/v2/cache/jobs').json()['jobs'])
+    finally:
+        node.stop()
+    print('[many] %d images queued from 4 threads' % args.many)
+    print('  all PUTs answered: %.2f s; all cached: %.2f s after the first PUT'
+          % (accepted, finished - first))
+
+
+def part_listing(args, directory):
+    node = common.start_node(os.path.join(directory, 'listing'), {
+        'cache': {'worker_threads': '2'}})
+    try:
+        ids = active_images(node, args.listing, 512)
+        session = requests.Session()
+        for image_id in ids:
+            queue(session, node, image_id)
+        common.helpers.wait_for(
+            lambda: len(node.request('GET', '/v2/cache').json()['cached_images'])
+            == len(ids), 'all images to be cached', timeout=1800, interval=0.5)
+        latencies = []
+        for _ in range(50):
+            started = time.perf_counter()
+            body = session.get(node.url + '/v2/cache', headers={'X-Auth-Token': 'admin'})
+            latencies.append(time.perf_counter() - started)
+            assert len(body.json()['cached_images']) == len(ids)
+    finally:
+        node.stop()
+    print('[listing] GET /v2/cache with %d cached entries: median %s, p99 %s'
+          % (len(ids), ms(statistics.median(latencies)), ms(percentile(latencies, 0.99))))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--small', type=int, default=100)
+    parser.add_argument('--many', type=int, default=1000)
+    parser.add_argument('--listing', type=int, default=10000)
+    parser.add_argument('--fill-mib', type=int, default=2048)
+    parser.add_argument('--skip', nargs='*', default=[], choices=PARTS)
+    args = parser.parse_args()
+    directory = common.workdir('gc-bench-cache-api-')
+    for part in PARTS:
+        if part not in args.skip:
+            globals()['part_' + part](args, directory)
+
+
+if __name__ == '__main__':
+    main()
