@@ -107,8 +107,13 @@ def _job_view(svc, record, live):
     view = {key: record[key] for key in (
         'image_id', 'state', 'bytes_done', 'size', 'queued_at', 'started_at', 'finished_at',
         'attempts', 'last_error', 'node')}
-    if record['state'] == job_queue.CACHING and record['image_id'] in live:
-        view['bytes_done'] = live[record['image_id']]
+    if record['state'] == job_queue.CACHING:
+        if svc.cache.get(record['image_id']) is not None:
+            # Committed a moment before the worker could write it down: the
+            # entry is what GET /v2/cache lists, so say the same here.
+            view.update(state=job_queue.CACHED, bytes_done=record['size'])
+        elif record['image_id'] in live:
+            view['bytes_done'] = live[record['image_id']]
     if record['state'] == job_queue.QUEUED and record['attempts']:
         view['next_attempt_at'] = record['next_attempt_at']
     return view
