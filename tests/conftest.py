@@ -54,3 +54,24 @@ def sqlite_node_factory(tmp_path):
     yield make
     for n in nodes:
         n.stop()
+
+
+@pytest.fixture(scope='module')
+def stalled_node(tmp_path_factory):
+    """A SQLite node whose caching worker never runs: what is queued stays queued.
+
+    Its cache still fills from downloads, so a test can hold cached and queued images at
+    once. ``node.cache_dir`` is its cache directory.
+    """
+    workdir = tmp_path_factory.mktemp('stalled-node')
+    cache_dir = os.path.join(str(workdir), 'cache')
+    lock = helpers.HeldWorkerLock(cache_dir)
+    n = helpers.Node(workdir, 'sqlite:///%s' % (workdir / 'glance-cache.db'),
+                     {'cache': {'cache_dir': cache_dir}})
+    n.cache_dir = cache_dir
+    try:
+        n.start()
+        yield n
+    finally:
+        n.stop()
+        lock.release()

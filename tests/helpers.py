@@ -203,6 +203,28 @@ class Node:
         return self.request('GET', '/v2/images/%s' % image['id'], token=token).json()
 
 
+class HeldWorkerLock:
+    """Holds a node's caching-worker election lock, so that no process of it drains the queue.
+
+    A node elects the process that runs its caching worker with an flock on
+    ``<cache_dir>/worker.lock``; the others stand by. While a test holds the lock, images
+    put in the queue stay queued, the one way to see the queue's state without racing the
+    worker. Take it before the node starts; on ``release`` a standby takes over.
+    """
+
+    def __init__(self, cache_dir):
+        import fcntl
+        os.makedirs(cache_dir, exist_ok=True)
+        self._fd = os.open(os.path.join(cache_dir, 'worker.lock'), os.O_RDWR | os.O_CREAT,
+                           0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def release(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 def wait_for(predicate, what, timeout=30, interval=0.05):
     """Poll ``predicate`` until it is true; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -2,13 +2,23 @@
 
     glance-cache-manage [--config-file F] db sync      apply database migrations
     glance-cache-manage [--config-file F] db version   print the applied migration
+
+    glance-cache-manage [--url URL] [--os-auth-token TOKEN] queue IMAGE... [--wait]
+    glance-cache-manage [--url URL] [--os-auth-token TOKEN] list | delete IMAGE... |
+        clear [--target cache|queue|both] | prune | clean
+
+The db commands work on the database named by the configuration; the cache
+commands talk HTTP to one node (see ``glance_cache.cmd.cache_commands``) and
+need no configuration file.
 """
 
 import sys
+import warnings
 
 from oslo_config import cfg
 
 from glance_cache import wsgi
+from glance_cache.cmd import cache_commands
 from glance_cache.db import api as db_api
 
 
@@ -39,13 +49,29 @@ def _add_command_parsers(subparsers):
         func=_db_sync)
     db_sub.add_parser('version', help='Print the applied migration.').set_defaults(
         func=_db_version)
+    cache_commands.add_parsers(subparsers)
 
 
 command_opt = cfg.SubCommandOpt('command', title='Commands', handler=_add_command_parsers)
 
+# Global options of the cache commands; they must precede the command.
+client_opts = [
+    cfg.StrOpt('url', metavar='URL',
+               help='Direct URL of the node whose cache the cache commands manage '
+                    '(default: $GLANCE_CACHE_URL, else $OS_IMAGE_URL).'),
+    cfg.StrOpt('os-auth-token', metavar='TOKEN', secret=True,
+               help='Token the cache commands send as X-Auth-Token '
+                    '(default: $OS_AUTH_TOKEN).'),
+]
+
 
 def main(argv=None):
+    """Parse the command line and configuration, run the command; its exit status."""
+    # Registering glance_store's options loads its drivers, which import
+    # eventlet; its deprecation notice says nothing to an operator running a command.
+    warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
     conf = cfg.CONF
+    conf.register_cli_opts(client_opts)
     conf.register_cli_opt(command_opt)
     wsgi.parse_config(sys.argv[1:] if argv is None else argv, conf)
     return conf.command.func(conf)
