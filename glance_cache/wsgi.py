@@ -13,19 +13,17 @@ import os
 import socket
 import threading
 
-from oslo_config import cfg
 from oslo_log import log as logging
 
 from glance_cache import cache, deploy, policy, store
 from glance_cache import conf as gc_conf
 from glance_cache.cache import queue as job_queue
 from glance_cache.cache import worker
-from glance_cache.conf import cache as gc_cache_conf
 from glance_cache.db import api as db_api
 
 LOG = logging.getLogger(__name__)
 
-PROJECT = 'glance-cache'
+PROJECT = gc_conf.PROJECT
 CONFIG_FILES_ENV = 'GLANCE_CACHE_CONFIG_FILES'
 
 
@@ -64,17 +62,7 @@ class Services:
         return policy.ImageTarget(image)
 
 
-def parse_config(argv, conf=None, default_config_files=None):
-    """Register every option on ``conf`` (cfg.CONF by default) and parse ``argv``."""
-    conf = conf if conf is not None else cfg.CONF
-    gc_conf.register_opts(conf)
-    conf(argv, project=PROJECT, default_config_files=default_config_files)
-    if not conf.log_file and not conf.log_dir:
-        # Without a log file, log to stderr (oslo.log's own fallback is stdout).
-        conf.set_default('use_stderr', True)
-    logging.setup(conf, PROJECT)
-    gc_cache_conf.warn_removed(conf, LOG)
-    return conf
+parse_config = gc_conf.parse_config
 
 
 def prepare_database(conf):

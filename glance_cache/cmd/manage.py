@@ -17,13 +17,18 @@ import warnings
 
 from oslo_config import cfg
 
-from glance_cache import wsgi
+from glance_cache import conf as gc_conf
 from glance_cache.cmd import cache_commands
-from glance_cache.db import api as db_api
+
+
+def _database(conf):
+    # Imported here: the cache commands need neither SQLAlchemy nor Alembic.
+    from glance_cache.db import api as db_api
+    return db_api.Database(conf)
 
 
 def _db_sync(conf):
-    database = db_api.Database(conf)
+    database = _database(conf)
     try:
         database.sync()
         print('Database is at revision %s' % database.current_revision())
@@ -33,7 +38,7 @@ def _db_sync(conf):
 
 
 def _db_version(conf):
-    database = db_api.Database(conf)
+    database = _database(conf)
     try:
         print(database.current_revision() or 'empty')
     finally:
@@ -73,7 +78,7 @@ def main(argv=None):
     conf = cfg.CONF
     conf.register_cli_opts(client_opts)
     conf.register_cli_opt(command_opt)
-    wsgi.parse_config(sys.argv[1:] if argv is None else argv, conf)
+    gc_conf.parse_config(sys.argv[1:] if argv is None else argv, conf, store_opts=False)
     return conf.command.func(conf)
 
 

@@ -21,13 +21,39 @@ STORE_DATADIR_DEFAULT = 'data/images'
 STORE_CHUNK_SIZE_DEFAULT = 1024 * 1024
 
 
-def register_opts(conf):
+PROJECT = 'glance-cache'
+
+LOG = logging.getLogger(__name__)
+
+
+def parse_config(argv, conf=None, default_config_files=None, store_opts=True):
+    """Register every option on ``conf`` (cfg.CONF by default), parse ``argv``, set up logs.
+
+    Light on purpose: commands that never build the application import this
+    and nothing of the rest of the service. ``store_opts=False`` skips
+    glance_store's options, whose registration imports every store driver
+    (half a second) and which only the server uses.
+    """
+    from glance_cache.conf import cache as cache_conf
+    conf = conf if conf is not None else cfg.CONF
+    register_opts(conf, store_opts=store_opts)
+    conf(argv, project=PROJECT, default_config_files=default_config_files)
+    if not conf.log_file and not conf.log_dir:
+        # Without a log file, log to stderr (oslo.log's own fallback is stdout).
+        conf.set_default('use_stderr', True)
+    logging.setup(conf, PROJECT)
+    cache_conf.warn_removed(conf, LOG)
+    return conf
+
+
+def register_opts(conf, store_opts=True):
     """Register all of glance-cache's own options and the libraries' on ``conf``."""
     for module in _MODULES:
         module.register_opts(conf)
     logging.register_options(conf)
-    _register_store_opts(conf)
-    set_external_defaults()
+    if store_opts:
+        _register_store_opts(conf)
+        set_external_defaults()
 
 
 def _register_store_opts(conf):
