@@ -61,9 +61,18 @@ class ImageStore:
         return location, written, checksum, multihash
 
     def get(self, location, offset=0, length=None):
-        """An iterator over the data at ``location`` from ``offset``, and its size."""
+        """An iterator over the data at ``location`` from ``offset``, and its size.
+
+        Stores that cannot start mid-image (http) are read from the start and
+        the bytes before ``offset`` skipped.
+        """
         try:
-            return glance_store.get_from_backend(location, offset=offset, chunk_size=length)
+            try:
+                return glance_store.get_from_backend(location, offset=offset,
+                                                     chunk_size=length)
+            except store_exc.StoreRandomGetNotSupported:
+                data, size = glance_store.get_from_backend(location)
+                return _byte_range(data, offset, length), size
         except store_exc.NotFound:
             raise StoreDataMissing('The image data is missing from the store') from None
 
@@ -80,3 +89,25 @@ class ImageStore:
             LOG.info('Data at %s was already gone', location)
         except store_exc.StoreDeleteNotSupported:
             LOG.warning('The store of %s cannot delete; its data stays there', location)
+
+
+def _byte_range(chunks, offset, length):
+    """The bytes of ``chunks`` from ``offset``, ``length`` of them (None: to the end)."""
+    position = 0
+    end = None if length is None else offset + length
+    try:
+        for chunk in chunks:
+            start, stop = position, position + len(chunk)
+            position = stop
+            if stop <= offset:
+                continue
+            piece = chunk[max(offset - start, 0):(len(chunk) if end is None
+                                                  else max(min(end - start, len(chunk)), 0))]
+            if piece:
+                yield piece
+            if end is not None and stop >= end:
+                return
+    finally:
+        close = getattr(chunks, 'close', None)
+        if close is not None:
+            close()

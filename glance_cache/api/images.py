@@ -289,6 +289,9 @@ def delete(req, image_id):
         raise errors.Forbidden('Image %s is protected and cannot be deleted' % image['id'])
     image = svc.db.image_destroy(image['id'])
     if svc.cache is not None:
+        # The job record first, as DELETE /v2/cache/{id} does: a cancelled fill
+        # leaves its record alone, so a record kept here would stay "caching".
+        svc.jobs.remove(image['id'])
         svc.cache.delete(image['id'])
     if image['location']:
         svc.store.delete(image['location'])

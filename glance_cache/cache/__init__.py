@@ -216,14 +216,21 @@ class ImageCache:
                             'fill it' % size)
 
     def commit(self, job, size):
-        """Publish a verified fill (called by the job): metadata, rename, fsync."""
+        """Publish a verified fill (called by the job): metadata, rename, fsync.
+
+        Under the cache's lock, so that a delete either cancels the job before
+        this point or removes the entry after it, never loses to it.
+        """
         final = self.path(job.image_id)
-        self.driver.before_commit(job.path, job.image_id, size)
-        os.rename(job.path, final)
-        # Only the new name must survive a crash; a stale incomplete/ entry
-        # left by one is cleaned at the next start.
-        fill._fsync_dir(self.dir)
-        self.driver.after_commit(job.image_id, size)
+        with self._lock:
+            if job.cancelled or not job.owns_path():
+                raise fill.FillCancelled('The fill of image %s was cancelled' % job.image_id)
+            self.driver.before_commit(job.path, job.image_id, size)
+            os.rename(job.path, final)
+            # Only the new name must survive a crash; a stale incomplete/ entry
+            # left by one is cleaned at the next start.
+            fill._fsync_dir(self.dir)
+            self.driver.after_commit(job.image_id, size)
         LOG.info('Cached image %s (%d bytes)', job.image_id, size)
 
     def abandon(self, job, reason):
@@ -280,10 +287,10 @@ class ImageCache:
     def delete(self, image_id):
         """Remove an image from the cache and cancel its fill; True if anything was there."""
         image_id = _check_id(image_id)
-        job = self.current_fill(image_id)
-        if job is not None:
-            job.cancel('removed from the cache')
         with self._lock:
+            job = self._fills.get(image_id)
+            if job is not None:
+                job.cancel('removed from the cache')
             present = self.driver.get(image_id) is not None
             self._remove_committed(image_id)
         return present or job is not None

@@ -17,7 +17,9 @@ until ``max_attempts``; permanent ones (image gone or not active, data that
 fails verification, an image larger than the cache) fail at once.
 """
 
+import contextlib
 import fcntl
+import functools
 import logging
 import os
 import queue
@@ -231,9 +233,25 @@ class CacheWorker:
             raise
         if started:
             location = image['location']
+            job.commit_guard = functools.partial(self._still_wanted, image['id'])
             threading.Thread(target=job.run, args=(lambda: self.store.get(location)[0],),
                              name='fill-%s' % image['id'], daemon=True).start()
         return job
+
+    @contextlib.contextmanager
+    def _still_wanted(self, image_id):
+        """Hold the queue's lock over a fill's commit; yield whether its record remains.
+
+        DELETE /v2/cache/{id} (and deleting or clearing) removes the record
+        under this lock before it cancels the fill, in whichever process
+        serves it; that process may not be the one filling, and the fill may
+        end before any cancel reaches it. So either the commit comes first and
+        the removal that follows deletes the entry, or the fill sees the record
+        gone and commits nothing: a removed image is never cached afterwards.
+        """
+        with self.jobs.locked():
+            record = self.jobs.get(image_id)
+            yield record is not None and record['state'] in job_queue.PENDING
 
     def _supervise(self, job, record):
         """Wait for the fill, saving progress and aborting it if it stalls."""
@@ -278,10 +296,17 @@ class CacheWorker:
 
     def _cached(self, record, size):
         now = time.time()
-        if self.jobs.update(record['image_id'], state=job_queue.CACHED, bytes_done=size,
-                            finished_at=now, last_error=None) is not None:
-            LOG.info('Image %s is cached (%d bytes, %.2f s)', record['image_id'], size,
-                     now - (record['started_at'] or now))
+        image_id = record['image_id']
+        if self.jobs.update(image_id, state=job_queue.CACHED, bytes_done=size,
+                            finished_at=now, last_error=None) is None:
+            # The job was deleted (from the cache API, or with the image) by
+            # another process while the fill ran: honour that.
+            LOG.info('Image %s was removed while it was being cached; dropping it',
+                     image_id)
+            self.cache.delete(image_id)
+            return
+        LOG.info('Image %s is cached (%d bytes, %.2f s)', image_id, size,
+                 now - (record['started_at'] or now))
 
     def _failed(self, record, reason, transient):
         image_id = record['image_id']
