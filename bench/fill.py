@@ -1,6 +1,6 @@
 """Cache fill speed and memory: fill of a file-store image vs cp + sync and sha512sum.
 
-    .venv/bin/python bench/fill.py [--size-mib 1024] [--warm]
+    .venv/bin/python bench/fill.py [--size-mib 1024] [--warm N]
 
 Starts a fresh node, uploads an image of --size-mib random MiB, then measures
 in the same run, on the same store file:
@@ -11,12 +11,13 @@ in the same run, on the same store file:
   and timed by the node's own job record (started_at to finished_at), with
   size, MD5 and sha512 verification and the fsyncs on,
 
-and the node's RSS before the fill and at its peak during it. ``--warm``
-adds a second fill of the same image after removing it from the cache.
+and the node's RSS before the fill and at its peak during it. ``--warm N``
+adds N more fills of the same image, each after removing it from the cache.
 """
 
 import argparse
 import os
+import statistics
 import time
 
 import _common as common
@@ -25,7 +26,8 @@ import _common as common
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--size-mib', type=int, default=1024)
-    parser.add_argument('--warm', action='store_true', help='also time a second fill')
+    parser.add_argument('--warm', type=int, default=0, metavar='N',
+                        help='also time N more fills of the same image')
     args = parser.parse_args()
 
     directory = common.workdir('gc-bench-fill-')
@@ -37,15 +39,22 @@ def main():
         stored = os.path.join(node.store_dir, image['id'])
         os.unlink(source)
         copy = os.path.join(directory, 'copy.img')
-        cp_sync = common.timed('cp %s %s && sync' % (stored, copy))
-        os.unlink(copy)
         common.timed('sync')
-        sha512sum = common.timed('sha512sum %s > /dev/null' % stored)
+        # The disk of a shared machine varies from run to run: take the median
+        # of three, each starting with nothing dirty.
+        cp_syncs = []
+        for _ in range(3):
+            cp_syncs.append(common.timed('cp %s %s && sync' % (stored, copy)))
+            os.unlink(copy)
+            common.timed('sync')
+        cp_sync = statistics.median(cp_syncs)
+        sha512sum = statistics.median(
+            [common.timed('sha512sum %s > /dev/null' % stored) for _ in range(3)])
 
         pids = common.worker_pids(node)
         fills = []
         with common.RssSampler(pids) as rss:
-            for attempt in range(2 if args.warm else 1):
+            for attempt in range(1 + args.warm):
                 if attempt:
                     node.request('DELETE', '/v2/cache/%s' % image['id'])
                     common.timed('sync')
@@ -62,9 +71,10 @@ def main():
     size_gib = args.size_mib / 1024
     print('image: %d MiB (file store), fill with size + MD5 + sha512 checks and fsync'
           % args.size_mib)
-    print('cp + sync:           %6.2f s' % cp_sync)
-    print('sha512sum:           %6.2f s' % sha512sum)
-    labels = ('first fill (fresh)', 'second fill (warm)')[:len(fills)]
+    print('cp + sync:           %6.2f s (median of %s)'
+          % (cp_sync, ', '.join('%.2f' % t for t in cp_syncs)))
+    print('sha512sum:           %6.2f s (median of 3)' % sha512sum)
+    labels = ['first fill (fresh)'] + ['warm fill %d' % i for i in range(1, len(fills))]
     for label, (fill, wall) in zip(labels, fills, strict=True):
         print('%-20s %6.2f s (PUT to listed cached: %.2f s, %.0f MiB/s)'
               % (label + ':', fill, wall, args.size_mib / fill))
