@@ -105,7 +105,11 @@ def wait_cached(node, image_id, timeout=3600):
         record = resp.json() if resp.status_code == 200 else {}
         if record.get('state') == 'failed':
             raise RuntimeError('caching failed: %s' % record.get('last_error'))
-        return record if record.get('state') == 'cached' else None
+        # finished_at comes with the worker's record update, a moment after the
+        # entry is listed; the figures use it, so wait for it.
+        if record.get('state') == 'cached' and record.get('finished_at'):
+            return record
+        return None
     return helpers.wait_for(job, 'image %s to be cached' % image_id, timeout=timeout,
                             interval=0.01)
 

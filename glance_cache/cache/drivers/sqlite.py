@@ -45,19 +45,15 @@ class SqliteDriver(base.CacheDriver):
                       '(image_id, size, hits, last_accessed, last_modified) '
                       'VALUES (?, ?, 0, ?, ?)', (image_id, size, now, now))
 
-    @staticmethod
-    def _entry(row):
-        return base.CacheEntry(*row)
-
     def get(self, image_id):
         rows = self._execute('SELECT image_id, size, hits, last_accessed, last_modified '
                              'FROM cached_images WHERE image_id = ?', (image_id,))
-        return self._entry(rows[0]) if rows else None
+        return base.CacheEntry._make(rows[0]) if rows else None
 
     def list(self):
-        return [self._entry(row) for row in self._execute(
-            'SELECT image_id, size, hits, last_accessed, last_modified FROM cached_images '
-            'ORDER BY last_accessed, image_id')]
+        make = base.CacheEntry._make
+        return [make(row) for row in self._execute(
+            'SELECT image_id, size, hits, last_accessed, last_modified FROM cached_images')]
 
     def hit(self, image_id):
         self._execute('UPDATE cached_images SET hits = hits + 1, last_accessed = ? '

@@ -81,7 +81,6 @@ class XattrDriver(base.CacheDriver):
                     entry = self._read(item.name)
                     if entry is not None:
                         entries.append(entry)
-        entries.sort(key=lambda e: (e.last_accessed, e.image_id))
         return entries
 
     def hit(self, image_id):

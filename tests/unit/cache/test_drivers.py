@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from glance_cache.cache import drivers
+from glance_cache.cache import drivers, evictor
 
 
 @pytest.fixture
@@ -54,10 +54,11 @@ def test_hit_counts_and_moves_last_access(driver):
     assert entry.last_modified == first.last_modified
 
 
-def test_list_is_least_recently_accessed_first(driver):
+def test_hit_makes_an_entry_the_last_to_evict(driver):
     a, b, c = _commit(driver), _commit(driver), _commit(driver)
     driver.hit(a)
-    assert [e.image_id for e in driver.list()][-1] == a
+    in_eviction_order = sorted(driver.list(), key=evictor.EVICTION_ORDER['lru'])
+    assert in_eviction_order[-1].image_id == a
     assert {e.image_id for e in driver.list()} == {a, b, c}
 
 
