@@ -19,7 +19,7 @@ run: venv
 	$(BIN)/glance-cache-api $(if $(CONFIG),--config-file $(CONFIG))
 
 lint: venv
-	$(BIN)/ruff check glance_cache tests bench
+	$(BIN)/ruff check glance_cache tests bench tempest_plugin
 
 check-samples: venv
 	$(BIN)/python tools/check_samples.py

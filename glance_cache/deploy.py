@@ -1,5 +1,6 @@
 """The middleware stack around the router, built in code."""
 
+import contextlib
 import logging
 import time
 
@@ -106,10 +107,29 @@ class _PublicPathBypass:
         return app(environ, start_response)
 
 
+@contextlib.contextmanager
+def _without_oslo_cache_options():
+    """Keep keystonemiddleware from registering oslo.cache's [cache] options.
+
+    auth_token registers them on cfg.CONF when imported (and on its config object when
+    built), but our own [cache] group already has an ``enabled`` option of another
+    meaning, so oslo.config raises DuplicateOptError. auth_token never reads them: its
+    token cache is configured by [keystone_authtoken] memcached_servers and friends.
+    """
+    import oslo_cache
+    original = oslo_cache.configure
+    oslo_cache.configure = lambda conf: None
+    try:
+        yield
+    finally:
+        oslo_cache.configure = original
+
+
 def _auth_middleware(conf, app):
     if conf.api.auth_strategy == 'keystone':
-        from keystonemiddleware import auth_token
-        return auth_token.AuthProtocol(app, {'oslo_config_config': conf})
+        with _without_oslo_cache_options():
+            from keystonemiddleware import auth_token
+            return auth_token.AuthProtocol(app, {'oslo_config_config': conf})
     return context.NoAuthMiddleware(app)
 
 
