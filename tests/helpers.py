@@ -225,15 +225,15 @@ class HeldWorkerLock:
             self._fd = None
 
 
-def wait_for(predicate, what, timeout=30, interval=0.05):
-    """Poll ``predicate`` until it is true; fail with ``what`` after ``timeout`` seconds."""
+def wait_for(predicate, what, timeout=30, interval=0.05, error=AssertionError):
+    """Poll ``predicate`` until it is true; raise ``error`` naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError('timed out after %ss waiting for %s' % (timeout, what))
+            raise error('timed out after %ss waiting for %s' % (timeout, what))
         time.sleep(interval)
 
 

@@ -16,9 +16,10 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import requests
+
+from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KEYSTONE_VENV = os.environ.get('GLANCE_CACHE_KEYSTONE_VENV',
@@ -75,14 +76,8 @@ def ensure_venv(path, packages, extra_args=()):
 
 
 def wait_for(predicate, what, timeout=30, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SetupError('timed out after %ss waiting for %s' % (timeout, what))
-        time.sleep(interval)
+    """tests.helpers.wait_for, failing with SetupError: a stack that never came up."""
+    return helpers.wait_for(predicate, what, timeout, interval, error=SetupError)
 
 
 class Keystone:
