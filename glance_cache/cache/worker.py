@@ -297,16 +297,12 @@ class CacheWorker:
     def _cached(self, record, size):
         now = time.time()
         image_id = record['image_id']
+        # No record any more means the job was removed after the commit, and
+        # whoever removed it also removed the entry (see _still_wanted).
         if self.jobs.update(image_id, state=job_queue.CACHED, bytes_done=size,
-                            finished_at=now, last_error=None) is None:
-            # The job was deleted (from the cache API, or with the image) by
-            # another process while the fill ran: honour that.
-            LOG.info('Image %s was removed while it was being cached; dropping it',
-                     image_id)
-            self.cache.delete(image_id)
-            return
-        LOG.info('Image %s is cached (%d bytes, %.2f s)', image_id, size,
-                 now - (record['started_at'] or now))
+                            finished_at=now, last_error=None) is not None:
+            LOG.info('Image %s is cached (%d bytes, %.2f s)', image_id, size,
+                     now - (record['started_at'] or now))
 
     def _failed(self, record, reason, transient):
         image_id = record['image_id']

@@ -369,12 +369,17 @@ def test_delete_cancels_a_running_fill(cache_node, store):
     finally:
         served.release()
     helpers.wait_for(lambda: not incomplete(cache_node), 'the incomplete file to go')
-    drain(cache_node)
-    assert image['id'] not in cached_ids(cache_node)
-    assert image['id'] not in listing(cache_node)['queued_images']
-    assert image['id'] not in committed(cache_node)
-    assert job(cache_node, image['id']) is None
+    assert_never_cached(cache_node, image['id'])
     assert served.requests == 1
+
+
+def assert_never_cached(node, image_id):
+    """Once the queue has drained, the image is nowhere: cache, queue, disk or jobs."""
+    drain(node)
+    assert image_id not in cached_ids(node)
+    assert image_id not in listing(node)['queued_images']
+    assert image_id not in committed(node)
+    assert job(node, image_id) is None
 
 
 def _put_then_delete(node, image, session):
@@ -454,11 +459,7 @@ def test_deleting_the_image_cancels_its_fill(cache_node, store):
         served.release()
     helpers.wait_for(lambda: image['id'] not in incomplete(cache_node),
                      'the incomplete file to go')
-    drain(cache_node)
-    assert image['id'] not in cached_ids(cache_node)
-    assert image['id'] not in listing(cache_node)['queued_images']
-    assert image['id'] not in committed(cache_node)
-    assert job(cache_node, image['id']) is None
+    assert_never_cached(cache_node, image['id'])
     assert served.requests == 1
 
 
