@@ -8,7 +8,7 @@ import routes
 import webob.dec
 
 from glance_cache import errors
-from glance_cache.api import cache, common, image_data, images, schemas, versions
+from glance_cache.api import cache, common, image_data, images, nodes, schemas, versions
 
 ROUTE_DECLARATIONS = {
     '/': {'GET': versions.multiple_choices},
@@ -26,6 +26,11 @@ CACHE_ROUTE_DECLARATIONS = {
     '/v2/cache': {'GET': cache.list_cache, 'DELETE': cache.clear},
     '/v2/cache/jobs': {'GET': cache.list_jobs},
     '/v2/cache/jobs/{image_id}': {'GET': cache.show_job},
+    '/v2/cache/nodes/{image_id}': {'GET': nodes.image_nodes},
+    '/v2/cache/cluster': {'GET': nodes.cluster_view},
+    '/v2/cache/cluster/{node_name}': {'DELETE': nodes.forget_node},
+    '/v2/cache/pins': {'GET': nodes.list_pins},
+    '/v2/cache/pins/{image_id}': {'PUT': nodes.pin_image, 'DELETE': nodes.unpin_image},
     '/v2/cache/clean': {'POST': cache.clean},
     '/v2/cache/prune': {'POST': cache.prune},
     '/v2/cache/{image_id}': {'PUT': cache.queue_image, 'DELETE': cache.delete_cached_image},

@@ -15,7 +15,7 @@ import threading
 
 from oslo_log import log as logging
 
-from glance_cache import cache, deploy, policy, store
+from glance_cache import cache, cluster, deploy, policy, store
 from glance_cache import conf as gc_conf
 from glance_cache.cache import queue as job_queue
 from glance_cache.cache import worker
@@ -38,12 +38,17 @@ class Services:
         self.db = db_api.Database(conf)
         self.store = store.ImageStore(conf)
         self.policy = policy.Enforcer(conf)
-        self.cache = self.jobs = self.worker = None
+        self.cache = self.jobs = self.worker = self.member = None
+        self.node = conf.node_name or socket.gethostname()
         if conf.cache.enabled:
             self.cache = cache.ImageCache(conf)
-            self.node = conf.node_name or socket.gethostname()
             self.jobs = job_queue.JobQueue(self.cache.dir, self.node)
             self.worker = worker.CacheWorker(conf, self.cache, self.jobs, self.db, self.store)
+            self.member = cluster.ClusterMember(conf, self.db, self.cache, self.jobs,
+                                                self.worker, self.node)
+            self.cache.listener = self.member
+            # The process that drains the node's queue also beats its heart.
+            self.worker.on_elected.append(self.member.start)
 
     def start(self):
         """Start the background parts: the caching worker (or its standby)."""
@@ -52,6 +57,8 @@ class Services:
 
     def stop(self):
         """Stop the worker; a running fill stops within a second and stays queued."""
+        if self.member is not None:
+            self.member.stop()
         if self.worker is not None:
             self.worker.stop()
         if self.cache is not None:

@@ -2,9 +2,14 @@
 
 ``GET /v2/cache`` keeps exactly the two keys python-glanceclient expects; the
 state of each caching job lives beside it under ``/v2/cache/jobs``.
+
+Queueing, deleting, clearing and showing a job act on the receiving node
+only, unless the request names target nodes with ``?nodes=all`` or
+``?nodes=NAME,...``: then it is passed on to each of them (see forward.py)
+and the answer lists each node's outcome.
 """
 
-from glance_cache import errors
+from glance_cache import errors, forward
 from glance_cache.api import common
 from glance_cache.cache import queue as job_queue
 
@@ -12,7 +17,7 @@ CLEAR_TARGETS = {'': ('cache', 'queue'), 'both': ('cache', 'queue'), 'cache': ('
                  'queue': ('queue',)}
 
 
-def _authorize(req, action, target=None):
+def authorize(req, action, target=None):
     svc = common.services(req)
     ctx = common.request_context(req)
     svc.policy.authorize(ctx, action, target if target is not None
@@ -22,7 +27,7 @@ def _authorize(req, action, target=None):
 
 def list_cache(req):
     """GET /v2/cache: cached entries and queued image ids."""
-    svc = _authorize(req, 'cache_list')
+    svc = authorize(req, 'cache_list')
     cached = [{'image_id': e.image_id, 'hits': e.hits, 'last_accessed': e.last_accessed,
                'last_modified': e.last_modified, 'size': e.size}
               for e in svc.cache.list()]
@@ -31,12 +36,32 @@ def list_cache(req):
     return common.json_response({'cached_images': cached, 'queued_images': queued})
 
 
+def on_targets(req, local, success, path=None):
+    """Serve a request naming target nodes: ``local`` here, the rest passed on.
+
+    None when the request names no target (serve it here as usual).
+    """
+    names = forward.requested_targets(req)
+    if names is None:
+        return None
+    svc = common.services(req)
+    outcomes = forward.fan_out(req, forward.resolve_targets(svc, names), local, path)
+    return common.json_response({'nodes': outcomes},
+                                status=forward.overall_status(outcomes, success))
+
+
 def queue_image(req, image_id):
     """PUT /v2/cache/{image_id}: 202; the node starts caching the image at once.
 
     Repeating it for a queued, caching or cached image changes nothing.
     """
     image_id = common.require_image_id(image_id)
+    return (on_targets(req, lambda: queue_here(req, image_id), 202)
+            or queue_here(req, image_id))
+
+
+def queue_here(req, image_id):
+    """PUT /v2/cache/{image_id} on this node."""
     svc = common.services(req)
     ctx = common.request_context(req)
     image = svc.db.image_get(image_id)
@@ -52,15 +77,29 @@ def queue_image(req, image_id):
     return common.empty_response(202)
 
 
+def _pinned_here(svc, image_id=None):
+    """Ids of the images pinned to this node (fresh from the database)."""
+    return {p['image_id'] for p in svc.db.pins_of_node(svc.node)
+            if image_id is None or p['image_id'] == image_id}
+
+
 def delete_cached_image(req, image_id):
     """DELETE /v2/cache/{image_id}: 204; out of cache and queue, its fill cancelled."""
     image_id = common.require_image_id(image_id)
+    return (on_targets(req, lambda: _delete_here(req, image_id), 200)
+            or _delete_here(req, image_id))
+
+
+def _delete_here(req, image_id):
     svc = common.services(req)
     try:
         target = svc.target(svc.db.image_get(image_id))
     except errors.NotFound:
         target = None
-    _authorize(req, 'cache_delete', target)
+    authorize(req, 'cache_delete', target)
+    if _pinned_here(svc, image_id):
+        raise errors.Conflict('Image %s is pinned to node %s: unpin it first '
+                              '(DELETE /v2/cache/pins/%s)' % (image_id, svc.node, image_id))
     in_queue = svc.jobs.remove(image_id)
     in_cache = svc.cache.delete(image_id)
     if target is None and not (in_queue or in_cache):
@@ -69,44 +108,53 @@ def delete_cached_image(req, image_id):
 
 
 def clear(req):
-    """DELETE /v2/cache: 204; x-image-cache-clear-target: cache, queue or both."""
-    svc = _authorize(req, 'cache_delete')
+    """DELETE /v2/cache: 204; x-image-cache-clear-target: cache, queue or both.
+
+    Images pinned to this node stay, cached or queued.
+    """
+    return on_targets(req, lambda: _clear_here(req), 200) or _clear_here(req)
+
+
+def _clear_here(req):
+    svc = authorize(req, 'cache_delete')
     header = req.headers.get('x-image-cache-clear-target', '').strip().lower()
     if header not in CLEAR_TARGETS:
         raise errors.BadRequest('x-image-cache-clear-target must be cache, queue or empty '
                                 '(both), not %r' % header)
     targets = CLEAR_TARGETS[header]
+    pinned = _pinned_here(svc)
     if 'queue' in targets and 'cache' in targets:
-        for image_id in svc.jobs.clear(job_queue.STATES):
+        for image_id in svc.jobs.clear(job_queue.STATES, keep=pinned):
             svc.cache.delete(image_id)
-        svc.cache.clear()
+        svc.cache.clear(keep=pinned)
     elif 'queue' in targets:
-        svc.jobs.clear((job_queue.QUEUED,))
+        svc.jobs.clear((job_queue.QUEUED,), keep=pinned)
     else:
         # Committed entries only: a running fill is queued work and goes on.
-        svc.jobs.clear((job_queue.CACHED,))
-        svc.cache.clear(cancel_fills=False)
+        svc.jobs.clear((job_queue.CACHED,), keep=pinned)
+        svc.cache.clear(cancel_fills=False, keep=pinned)
     return common.empty_response()
 
 
 def clean(req):
     """POST /v2/cache/clean: remove stalled incomplete and invalid files."""
-    svc = _authorize(req, 'manage_image_cache')
+    svc = authorize(req, 'manage_image_cache')
     files, size = svc.cache.clean()
     return common.json_response({'total_files_cleaned': files, 'total_bytes_cleaned': size})
 
 
 def prune(req):
     """POST /v2/cache/prune: evict least recently used entries to the low watermark."""
-    svc = _authorize(req, 'manage_image_cache')
+    svc = authorize(req, 'manage_image_cache')
     files, size = svc.cache.prune()
     return common.json_response({'total_files_pruned': files, 'total_bytes_pruned': size})
 
 
-def _job_view(svc, record, live):
+def _job_view(svc, record, live, pinned):
     view = {key: record[key] for key in (
         'image_id', 'state', 'bytes_done', 'size', 'queued_at', 'started_at', 'finished_at',
         'attempts', 'last_error', 'node')}
+    view['pinned'] = record['image_id'] in pinned
     if record['state'] == job_queue.CACHING:
         if svc.cache.get(record['image_id']) is not None:
             # Committed a moment before the worker could write it down: the
@@ -121,9 +169,10 @@ def _job_view(svc, record, live):
 
 def list_jobs(req):
     """GET /v2/cache/jobs: every caching job of this node, oldest first."""
-    svc = _authorize(req, 'cache_list')
+    svc = authorize(req, 'cache_list')
     live = svc.worker.live_progress() if svc.worker else {}
-    jobs = [_job_view(svc, r, live) for r in _current(svc, svc.jobs.all())]
+    pinned = svc.member.pinned_ids()
+    jobs = [_job_view(svc, r, live, pinned) for r in _current(svc, svc.jobs.all())]
     state = req.GET.get('state')
     if state is not None:
         if state not in job_queue.STATES:
@@ -135,12 +184,17 @@ def list_jobs(req):
 def show_job(req, image_id):
     """GET /v2/cache/jobs/{image_id}: one caching job."""
     image_id = common.require_image_id(image_id)
-    svc = _authorize(req, 'cache_list')
+    return (on_targets(req, lambda: _show_job_here(req, image_id), 200)
+            or _show_job_here(req, image_id))
+
+
+def _show_job_here(req, image_id):
+    svc = authorize(req, 'cache_list')
     record = svc.jobs.get(image_id)
     if record is None or not _current(svc, [record]):
         raise errors.NotFound('No caching job for image %s on this node' % image_id)
     live = svc.worker.live_progress() if svc.worker else {}
-    return common.json_response(_job_view(svc, record, live))
+    return common.json_response(_job_view(svc, record, live, svc.member.pinned_ids()))
 
 
 def _current(svc, records):

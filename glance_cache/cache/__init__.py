@@ -14,6 +14,11 @@ Size: fills reserve their image's size before they start. When committed
 entries plus reservations would pass ``max_size``, the least recently accessed
 entries not being read are evicted until the total is at ``low_watermark``;
 an image that cannot fit is not cached (the download streams from the store).
+Pinned entries (``pinned_ids``) are never evicted either.
+
+Several nodes: ``listener`` (a ``CacheListener``) hears of every entry
+committed and removed, after the cache's lock is released, so that the
+shared database can say which node holds what.
 """
 
 import collections
@@ -86,6 +91,20 @@ class CachedFile:
             self._cache._release(self.image_id)
 
 
+class CacheListener:
+    """What the cache tells about its entries; this one listens to nothing."""
+
+    def entry_added(self, image_id, size):
+        """``image_id`` was committed with ``size`` bytes."""
+
+    def entries_removed(self, image_ids):
+        """``image_ids`` left the cache (deleted, evicted or cleared)."""
+
+    def pinned_ids(self):
+        """The ids eviction must keep: the images pinned to this node."""
+        return frozenset()
+
+
 class ImageCache:
     """The cache of one node: lookups, fills, eviction and clean-up."""
 
@@ -105,6 +124,8 @@ class ImageCache:
         self._readers = collections.Counter()
         self._fills = {}
         self._reserved = 0
+        self._removed = []
+        self.listener = CacheListener()
         self.clean()
         self.driver.reconcile(self._committed_files())
 
@@ -152,6 +173,7 @@ class ImageCache:
         except FileNotFoundError:
             self._release(image_id)
             self.driver.forget(image_id)
+            self.listener.entries_removed([image_id])
             return None
         self.driver.hit(image_id)
         return CachedFile(self, image_id, fileobj, os.fstat(fileobj.fileno()).st_size)
@@ -196,6 +218,8 @@ class ImageCache:
                 self._fills.pop(image_id, None)
                 self._reserved -= size
             raise
+        finally:
+            self._notify_removed()
         return job, True
 
     def _make_room(self, size):
@@ -206,7 +230,7 @@ class ImageCache:
         # Down to the low watermark, or lower if the new image needs more room.
         target = max(min(self.low_watermark, self.max_size - size) - self._reserved, 0)
         committed = used - self._reserved
-        protected = set(self._readers) | set(self._fills)
+        protected = self._protected()
         for entry in evictor.choose_victims(self.driver.list(), committed - target,
                                             protected):
             self._remove_committed(entry.image_id)
@@ -232,6 +256,7 @@ class ImageCache:
             fill._fsync_dir(self.dir)
             self.driver.after_commit(job.image_id, size)
         LOG.info('Cached image %s (%d bytes)', job.image_id, size)
+        self.listener.entry_added(job.image_id, size)
 
     def abandon(self, job, reason):
         """Give up on a fill whose thread may be stuck (a store read that hangs).
@@ -257,6 +282,7 @@ class ImageCache:
                     self._make_room(0)
                 except CacheFull as exc:
                     LOG.warning('Cache over its size after a fill: %s', exc)
+        self._notify_removed()
 
     def quarantine(self, path, image_id):
         """Move failed data to invalid/ so nothing serves it and people can look."""
@@ -277,12 +303,24 @@ class ImageCache:
 
     # -- removal ---------------------------------------------------------------
 
+    def _protected(self):
+        """Ids eviction must not touch (lock held): read, being filled, or pinned."""
+        return set(self._readers) | set(self._fills) | set(self.listener.pinned_ids())
+
     def _remove_committed(self, image_id):
+        """Remove an entry (lock held); listeners hear of it at ``_notify_removed``."""
         try:
             os.unlink(self.path(image_id))
         except FileNotFoundError:
             pass
         self.driver.forget(image_id)
+        self._removed.append(image_id)
+
+    def _notify_removed(self):
+        with self._lock:
+            removed, self._removed = self._removed, []
+        if removed:
+            self.listener.entries_removed(removed)
 
     def delete(self, image_id):
         """Remove an image from the cache and cancel its fill; True if anything was there."""
@@ -293,22 +331,26 @@ class ImageCache:
                 job.cancel('removed from the cache')
             present = self.driver.get(image_id) is not None
             self._remove_committed(image_id)
+        self._notify_removed()
         return present or job is not None
 
-    def clear(self, cancel_fills=True):
-        """Remove every committed entry and, unless told not to, cancel every fill;
-        the count of entries removed.
+    def clear(self, cancel_fills=True, keep=()):
+        """Remove every committed entry not in ``keep`` and, unless told not to,
+        cancel every fill of an image not in ``keep``; the count of entries removed.
 
         ``cancel_fills=False`` is clearing the cache but not the queue: the
         running fills belong to queued work, which stays.
         """
+        keep = set(keep)
         with self._lock:
-            jobs = list(self._fills.values()) if cancel_fills else []
-            entries = self.driver.list()
+            jobs = [job for image_id, job in self._fills.items()
+                    if cancel_fills and image_id not in keep]
+            entries = [e for e in self.driver.list() if e.image_id not in keep]
             for entry in entries:
                 self._remove_committed(entry.image_id)
         for job in jobs:
             job.cancel('the cache was cleared')
+        self._notify_removed()
         return len(entries)
 
     def prune(self):
@@ -318,11 +360,11 @@ class ImageCache:
             target = max(self.low_watermark - self._reserved, 0)
             if committed <= target:
                 return 0, 0
-            protected = set(self._readers) | set(self._fills)
             victims = evictor.choose_victims(self.driver.list(), committed - target,
-                                             protected)
+                                             self._protected())
             for entry in victims:
                 self._remove_committed(entry.image_id)
+        self._notify_removed()
         return len(victims), sum(v.size for v in victims)
 
     def clean(self):

@@ -175,6 +175,18 @@ class JobQueue:
         self.wake()
         return record, True
 
+    def record_failure(self, image_id, size, reason):
+        """Write a failed record for an image not attempted (such as a pin over budget).
+
+        An image already queued or caching keeps its record.
+        """
+        with self.locked():
+            if self._load(self._path(image_id, QUEUED)) is not None:
+                return
+            record = new_record(image_id, size, self.node)
+            record.update(state=FAILED, last_error=reason, finished_at=time.time())
+            self.put(record)
+
     def _refresh_order(self):
         """Bring the in-memory order up to date with ``queue/`` (lock held)."""
         names = set(self.pending_ids())
@@ -218,12 +230,12 @@ class JobQueue:
                                   attempts=max(record['attempts'] - 1, 0))
                     self.put(record)
 
-    def clear(self, states):
-        """Drop the records in ``states``; their ids."""
+    def clear(self, states, keep=()):
+        """Drop the records in ``states``, except those of ``keep`` ids; their ids."""
         removed = []
         with self.locked():
             for record in self.all():
-                if record['state'] in states:
+                if record['state'] in states and record['image_id'] not in keep:
                     try:
                         os.unlink(self._path(record['image_id'], record['state']))
                     except FileNotFoundError:

@@ -66,6 +66,8 @@ class CacheWorker:
         self._running_lock = threading.Lock()
         self._threads = []
         self._wake_sock = None
+        # Called, without arguments, in the process that wins the election.
+        self.on_elected = []
 
     # -- life cycle --------------------------------------------------------------
 
@@ -96,6 +98,8 @@ class CacheWorker:
             self._threads.append(thread)
         LOG.info('Process %d is this node\'s caching worker (%d thread(s))', os.getpid(),
                  self.threads)
+        for callback in self.on_elected:
+            callback()
         return True
 
     def _stand_by(self):

@@ -46,8 +46,8 @@ def _serve_gunicorn(conf):
                 'errorlog': '-',
                 'loglevel': 'debug' if conf.debug else 'info',
                 'proc_name': 'glance-cache-api',
-                'when_ready': lambda server: _announce(
-                    log, [listener.sock.getsockname() for listener in server.LISTENERS]),
+                'when_ready': lambda server: _ready(
+                    conf, log, [listener.sock.getsockname() for listener in server.LISTENERS]),
                 'control_socket_disable': True,
             }
             for key, value in settings.items():
@@ -71,7 +71,6 @@ def _serve_eventlet(conf):
 
     log = logging.getLogger(__name__)
     sock = eventlet.listen((conf.bind_host, conf.bind_port))
-    app = wsgi.build_app(conf)
 
     serving = eventlet.getcurrent()
 
@@ -82,7 +81,8 @@ def _serve_eventlet(conf):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    _announce(log, [sock.getsockname()])
+    _ready(conf, log, [sock.getsockname()])
+    app = wsgi.build_app(conf)
     try:
         eventlet.wsgi.server(sock, app, log=_EventletLog(log), max_size=conf.threads * 64,
                              socket_timeout=conf.client_socket_timeout or None,
@@ -99,6 +99,18 @@ class _EventletLog:
 
     def write(self, message):
         self._log.debug(message.rstrip())
+
+
+def _ready(conf, log, addresses):
+    """The server listens: note the port it really has, then say so.
+
+    Runs before the application is built (gunicorn builds it in each worker
+    process after this), so that a node started with ``bind_port = 0`` and
+    no ``self_url`` registers the URL it really answers on.
+    """
+    if addresses and not conf.bind_port:
+        conf.set_override('bind_port', addresses[0][1])
+    _announce(log, addresses)
 
 
 def _announce(log, addresses):

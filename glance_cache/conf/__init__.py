@@ -9,11 +9,11 @@ import logging as std_logging
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from glance_cache.conf import api, cache, database, default
+from glance_cache.conf import api, cache, cluster, database, default
 
 CONF = cfg.CONF
 
-_MODULES = (default, api, database, cache)
+_MODULES = (default, api, database, cache, cluster)
 
 # Defaults that differ from those of the libraries we embed: the embedded
 # configuration keeps everything under ./data so that `make run` needs nothing.

@@ -26,6 +26,11 @@ cache_opts = [
     cfg.IntOpt('stall_time', default=86400, min=1,
                help='Seconds after which an incomplete fill that no longer grows is '
                     'considered dead and its file removed by cleaning.'),
+    cfg.IntOpt('pinned_max_size', min=0,
+               help='Most bytes of pinned images this node keeps; pinned images are never '
+                    'evicted. A pin that would take a node past it is refused, and a node '
+                    'that joins with less room caches its oldest pins first and reports '
+                    'the others as failed. Defaults to half of max_size; at most max_size.'),
     cfg.IntOpt('chunk_size', default=1024 * 1024, min=4096,
                help='Bytes per read when filling the cache and serving from it.'),
     cfg.IntOpt('worker_threads', default=1, min=1,

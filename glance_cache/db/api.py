@@ -11,6 +11,7 @@ readers run beside a writer, and writers open their transaction with
 
 import contextlib
 import datetime
+import json
 import logging
 import os
 
@@ -35,6 +36,12 @@ _NULL_SORTS_AS = {'name': '', 'owner': '', 'disk_format': '', 'container_format'
 _images = models.images
 _props = models.image_properties
 _tags = models.image_tags
+_nodes = models.nodes
+_held = models.node_images
+_pins = models.image_pins
+
+# The node_name of a pin that applies to every node, present and future.
+ALL_NODES = '*'
 
 
 def utcnow():
@@ -210,11 +217,12 @@ class Database:
             return self._get(conn, image_id)
 
     def image_destroy(self, image_id):
-        """Delete an image's record; return it as it was."""
+        """Delete an image's record and its pins; return it as it was."""
         with self._write() as conn:
             image = self._get(conn, image_id)
             conn.execute(_props.delete().where(_props.c.image_id == image_id))
             conn.execute(_tags.delete().where(_tags.c.image_id == image_id))
+            conn.execute(_pins.delete().where(_pins.c.image_id == image_id))
             conn.execute(_images.delete().where(_images.c.id == image_id))
             return image
 
@@ -289,3 +297,192 @@ class Database:
         if visibility in ('public', 'community') or is_admin:
             return vis == visibility
         return sa.and_(vis == visibility, own)
+
+    # -- nodes ----------------------------------------------------------------
+
+    def node_register(self, name, url, max_size, pinned_max_size):
+        """Record a starting node (a restart keeps its holdings); its row as a dict."""
+        now = utcnow()
+        values = dict(url=url, started_at=now, heartbeat_at=now, max_size=max_size,
+                      pinned_max_size=pinned_max_size)
+        for _ in range(2):
+            with self._write() as conn:
+                if conn.execute(_nodes.update().where(_nodes.c.name == name)
+                                .values(**values)).rowcount:
+                    break
+                try:
+                    conn.execute(_nodes.insert().values(name=name, queued_jobs=0,
+                                                        failed_jobs=0, running='[]',
+                                                        **values))
+                    break
+                except sa.exc.IntegrityError:
+                    continue  # registered by a twin at the same moment: update it
+        return self.node_get(name)
+
+    def node_heartbeat(self, name, queued_jobs, failed_jobs, running):
+        """Note that a node is alive, with a snapshot of its queue; False if it is unknown."""
+        with self._write() as conn:
+            return bool(conn.execute(
+                _nodes.update().where(_nodes.c.name == name).values(
+                    heartbeat_at=utcnow(), queued_jobs=queued_jobs, failed_jobs=failed_jobs,
+                    running=json.dumps(running))).rowcount)
+
+    def node_forget(self, name):
+        """Remove a node, its holdings and its own pins; False if there was none."""
+        with self._write() as conn:
+            conn.execute(_held.delete().where(_held.c.node_name == name))
+            conn.execute(_pins.delete().where(_pins.c.node_name == name))
+            return bool(conn.execute(_nodes.delete().where(_nodes.c.name == name)).rowcount)
+
+    def node_get(self, name):
+        """The row of one node as a dict (see ``node_list``), or None."""
+        nodes = self.node_list(names=[name])
+        return nodes[0] if nodes else None
+
+    def node_list(self, names=None):
+        """Every node (or those in ``names``) by name, with what it holds and its pins.
+
+        Each is a dict of the ``nodes`` columns (``running`` decoded) plus
+        ``cached_images``, ``cached_bytes``, ``pinned_images`` and ``pinned_bytes``.
+        """
+        held = (sa.select(_held.c.node_name, sa.func.count().label('n'),
+                          sa.func.coalesce(sa.func.sum(_held.c.size), 0).label('b'))
+                .group_by(_held.c.node_name).subquery())
+        query = (sa.select(_nodes, held.c.n, held.c.b)
+                 .outerjoin(held, held.c.node_name == _nodes.c.name)
+                 .order_by(_nodes.c.name))
+        if names is not None:
+            query = query.where(_nodes.c.name.in_(list(names)))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+            pinned = self._pinned_totals(conn)
+        nodes = []
+        for row in rows:
+            node = dict(row._mapping)
+            node['cached_images'] = int(node.pop('n') or 0)
+            node['cached_bytes'] = int(node.pop('b') or 0)
+            node['running'] = json.loads(node['running'] or '[]')
+            node['pinned_images'], node['pinned_bytes'] = pinned.get(node['name'], (0, 0))
+            nodes.append(node)
+        return nodes
+
+    def _pinned_totals(self, conn):
+        """{node name: (images, bytes)} pinned to each node, counting pins to all."""
+        rows = conn.execute(sa.select(_pins.c.node_name, _pins.c.image_id, _images.c.size)
+                            .join(_images, _images.c.id == _pins.c.image_id)).all()
+        names = conn.execute(sa.select(_nodes.c.name)).scalars().all()
+        per_node = {name: {} for name in names}
+        for row in rows:
+            for name in (names if row.node_name == ALL_NODES else [row.node_name]):
+                if name in per_node:
+                    per_node[name][row.image_id] = row.size or 0
+        return {name: (len(ids), sum(ids.values())) for name, ids in per_node.items()}
+
+    # -- what each node holds ---------------------------------------------------
+
+    def node_images_add(self, name, image_id, size):
+        """Record that node ``name`` holds ``image_id`` now."""
+        with self._write() as conn:
+            conn.execute(_held.delete().where(_held.c.node_name == name,
+                                              _held.c.image_id == image_id))
+            conn.execute(_held.insert().values(node_name=name, image_id=image_id, size=size,
+                                               cached_at=utcnow()))
+
+    def node_images_remove(self, name, image_ids):
+        """Record that node ``name`` no longer holds ``image_ids``."""
+        image_ids = list(image_ids)
+        with self._write() as conn:
+            for start in range(0, len(image_ids), 500):
+                conn.execute(_held.delete().where(
+                    _held.c.node_name == name,
+                    _held.c.image_id.in_(image_ids[start:start + 500])))
+
+    def node_images_sync(self, name, present):
+        """Make the holdings of node ``name`` match ``present`` ({image id: size}).
+
+        Returns ``(added, removed)`` counts; both are 0 when nothing had drifted.
+        """
+        with self._read() as conn:
+            recorded = dict(conn.execute(sa.select(_held.c.image_id, _held.c.size)
+                                         .where(_held.c.node_name == name)).all())
+        stale = [i for i in recorded if i not in present or recorded[i] != present[i]]
+        missing = [i for i in present if i not in recorded or recorded[i] != present[i]]
+        if stale:
+            self.node_images_remove(name, stale)
+        if missing:
+            now = utcnow()
+            with self._write() as conn:
+                conn.execute(_held.insert(), [{'node_name': name, 'image_id': i,
+                                               'size': present[i], 'cached_at': now}
+                                              for i in missing])
+        return len(missing), len(stale)
+
+    def image_holders(self, image_id):
+        """The nodes (dicts as in ``node_list``, without totals) holding ``image_id``."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(_nodes).join(_held, _held.c.node_name == _nodes.c.name)
+                                .where(_held.c.image_id == image_id)
+                                .order_by(_nodes.c.name)).all()
+        return [dict(row._mapping) for row in rows]
+
+    def node_images_orphaned(self, name):
+        """Images node ``name`` holds whose image record is gone or no longer active."""
+        query = (sa.select(_held.c.image_id)
+                 .outerjoin(_images, _images.c.id == _held.c.image_id)
+                 .where(_held.c.node_name == name,
+                        sa.or_(_images.c.id.is_(None), _images.c.status != 'active')))
+        with self._read() as conn:
+            return conn.execute(query).scalars().all()
+
+    # -- pins -------------------------------------------------------------------
+
+    def pin_add(self, image_id, node_names, created_by=None):
+        """Pin ``image_id`` to ``node_names`` (ALL_NODES for every node); new pins' names."""
+        added = []
+        with self._write() as conn:
+            self._get(conn, image_id)  # raises ImageNotFound
+            existing = set(conn.execute(sa.select(_pins.c.node_name)
+                                        .where(_pins.c.image_id == image_id)).scalars())
+            now = utcnow()
+            for node_name in node_names:
+                if node_name not in existing:
+                    conn.execute(_pins.insert().values(image_id=image_id, node_name=node_name,
+                                                       created_at=now, created_by=created_by))
+                    added.append(node_name)
+        return added
+
+    def pin_remove(self, image_id, node_names=None):
+        """Remove the pins of ``image_id`` to ``node_names`` (None: all); names removed."""
+        with self._write() as conn:
+            query = sa.select(_pins.c.node_name).where(_pins.c.image_id == image_id)
+            if node_names is not None:
+                query = query.where(_pins.c.node_name.in_(list(node_names)))
+            names = conn.execute(query).scalars().all()
+            if names:
+                conn.execute(_pins.delete().where(_pins.c.image_id == image_id,
+                                                  _pins.c.node_name.in_(names)))
+        return names
+
+    def pin_list(self, image_id=None):
+        """Pins, oldest first: dicts of image_id, node_name, created_at, created_by, size."""
+        query = (sa.select(_pins, _images.c.size)
+                 .join(_images, _images.c.id == _pins.c.image_id)
+                 .order_by(_pins.c.created_at, _pins.c.image_id, _pins.c.node_name))
+        if image_id is not None:
+            query = query.where(_pins.c.image_id == image_id)
+        with self._read() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def pins_of_node(self, name):
+        """The images pinned to node ``name`` (directly or to all), oldest pin first.
+
+        Each is a dict of image_id, size, status and pinned_at.
+        """
+        query = (sa.select(_pins.c.image_id, sa.func.min(_pins.c.created_at).label('pinned_at'),
+                           _images.c.size, _images.c.status)
+                 .join(_images, _images.c.id == _pins.c.image_id)
+                 .where(_pins.c.node_name.in_((name, ALL_NODES)))
+                 .group_by(_pins.c.image_id, _images.c.size, _images.c.status)
+                 .order_by(sa.func.min(_pins.c.created_at), _pins.c.image_id))
+        with self._read() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]

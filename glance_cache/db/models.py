@@ -53,3 +53,43 @@ image_tags = sa.Table(
               primary_key=True),
     sa.Column('value', sa.String(255), primary_key=True),
 )
+
+# -- several nodes (DESIGN.md section 6) --------------------------------------
+
+# One row per node of the cluster, written by the node itself at start and on
+# every heartbeat; the counters are a snapshot taken at the last heartbeat.
+nodes = sa.Table(
+    'nodes', metadata,
+    sa.Column('name', sa.String(255), primary_key=True),
+    sa.Column('url', sa.String(255), nullable=False),
+    sa.Column('started_at', Timestamp, nullable=False),
+    sa.Column('heartbeat_at', Timestamp, nullable=False),
+    sa.Column('max_size', sa.BigInteger, nullable=False),
+    sa.Column('pinned_max_size', sa.BigInteger, nullable=False),
+    sa.Column('queued_jobs', sa.Integer, nullable=False),
+    sa.Column('failed_jobs', sa.Integer, nullable=False),
+    sa.Column('running', sa.Text, nullable=False),
+)
+
+# The images each node holds in its cache, kept by the node as it commits
+# and evicts, and reconciled with its disk on every heartbeat.
+node_images = sa.Table(
+    'node_images', metadata,
+    sa.Column('node_name', sa.String(255), sa.ForeignKey('nodes.name', ondelete='CASCADE'),
+              primary_key=True),
+    sa.Column('image_id', sa.String(36), primary_key=True),
+    sa.Column('size', sa.BigInteger, nullable=False),
+    sa.Column('cached_at', Timestamp, nullable=False),
+    sa.Index('ix_node_images_image_id', 'image_id'),
+)
+
+# Pins: an image to keep cached on one node, or on every node when
+# node_name is '*'. Deleting the image deletes its pins.
+image_pins = sa.Table(
+    'image_pins', metadata,
+    sa.Column('image_id', sa.String(36), sa.ForeignKey('images.id', ondelete='CASCADE'),
+              primary_key=True),
+    sa.Column('node_name', sa.String(255), primary_key=True),
+    sa.Column('created_at', Timestamp, nullable=False),
+    sa.Column('created_by', sa.String(255)),
+)

@@ -18,10 +18,14 @@ rules = [
     policy.DocumentedRuleDefault(
         name='cache_list',
         check_str='rule:admin_required',
-        description='List the cached and queued images and the caching jobs of this node.',
+        description='List the cached and queued images and the caching jobs of this node, '
+                    'the nodes that hold an image, every node of the cluster and the pins.',
         operations=[{'path': CACHE, 'method': 'GET'},
                     {'path': '/v2/cache/jobs', 'method': 'GET'},
-                    {'path': '/v2/cache/jobs/{image_id}', 'method': 'GET'}],
+                    {'path': '/v2/cache/jobs/{image_id}', 'method': 'GET'},
+                    {'path': '/v2/cache/nodes/{image_id}', 'method': 'GET'},
+                    {'path': '/v2/cache/cluster', 'method': 'GET'},
+                    {'path': '/v2/cache/pins', 'method': 'GET'}],
         scope_types=['project']),
     policy.DocumentedRuleDefault(
         name='cache_delete',
@@ -34,9 +38,18 @@ rules = [
         name='manage_image_cache',
         check_str='rule:admin_required',
         description='Clean (remove stalled and invalid files) and prune (evict to the low '
-                    'watermark) this node\'s cache.',
+                    'watermark) this node\'s cache, and forget a node that is down.',
         operations=[{'path': '/v2/cache/clean', 'method': 'POST'},
-                    {'path': '/v2/cache/prune', 'method': 'POST'}],
+                    {'path': '/v2/cache/prune', 'method': 'POST'},
+                    {'path': '/v2/cache/cluster/{node_name}', 'method': 'DELETE'}],
+        scope_types=['project']),
+    policy.DocumentedRuleDefault(
+        name='cache_pin',
+        check_str='rule:admin_required',
+        description='Pin an image to all nodes or named ones (kept cached, never evicted), '
+                    'or unpin it. The target is the image, as for cache_image.',
+        operations=[{'path': '/v2/cache/pins/{image_id}', 'method': 'PUT'},
+                    {'path': '/v2/cache/pins/{image_id}', 'method': 'DELETE'}],
         scope_types=['project']),
 ]
 
