@@ -21,10 +21,11 @@ class Stack:
         self.node_b = node_b
 
 
-def keystone_node(workdir, keystone, shared):
+def keystone_node(workdir, keystone, shared, name):
     """A node in keystone mode; all nodes share the image database and store."""
     os.makedirs(workdir, exist_ok=True)
-    options = {'api': {'auth_strategy': 'keystone'},
+    options = {'DEFAULT': {'node_name': name},
+               'api': {'auth_strategy': 'keystone'},
                'keystone_authtoken': keystone.authtoken_options(),
                'glance_store': {'filesystem_store_datadir': os.path.join(shared, 'images')},
                'cache': {'cache_dir': os.path.join(workdir, 'cache')}}
@@ -45,7 +46,7 @@ def keystone_stack(tmp_path_factory):
         keystone.start()
         keystone.create_users()
         for name in ('node-a', 'node-b'):
-            nodes.append(keystone_node(str(base / name), keystone, str(base)).start())
+            nodes.append(keystone_node(str(base / name), keystone, str(base), name).start())
         keystone.register_image_services({'image': nodes[0].url,
                                           'image_remote': nodes[1].url})
         yield Stack(keystone, *nodes)

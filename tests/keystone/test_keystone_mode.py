@@ -81,6 +81,31 @@ def test_non_admins_may_not_touch_the_cache(node, tokens, member_image, who):
         assert resp.json()['error']['code'] == resp.status_code
 
 
+def test_tokens_are_passed_on_to_target_nodes(keystone_stack, tokens):
+    """node-a passes a request on to node-b with the caller's own Keystone token."""
+    node_a, node_b = keystone_stack.node_a, keystone_stack.node_b
+    image = node_a.create_active_image(DATA, token=tokens['admin'], visibility='public')
+    path = '/v2/cache/%s' % image['id']
+
+    direct = node_b.request('PUT', path, token=tokens['member'])
+    assert direct.status_code == 403, direct.text
+    resp = node_a.request('PUT', path + '?nodes=node-b', token=tokens['member'])
+    assert resp.status_code == 207, resp.text
+    [outcome] = resp.json()['nodes']
+    assert (outcome['node'], outcome['status']) == ('node-b', 403)
+    assert outcome['message'] == direct.json()['error']['message']
+
+    resp = node_a.request('PUT', path + '?nodes=node-b', token=tokens['admin'])
+    assert resp.status_code == 202, resp.text
+
+    def holders():
+        return node_a.request('GET', '/v2/cache/nodes/%s' % image['id'],
+                              token=tokens['admin']).json()
+
+    helpers.wait_for(lambda: holders() == [node_b.url], 'node-b alone to hold the image')
+    assert node_b.request('DELETE', path, token=tokens['admin']).status_code == 204
+
+
 def test_reader_reads_but_does_not_write(node, tokens, member_image):
     image_id = member_image['id']
     resp = node.request('GET', '/v2/images/%s' % image_id, token=tokens['reader'])
