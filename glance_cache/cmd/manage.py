@@ -4,12 +4,15 @@
     glance-cache-manage [--config-file F] db version   print the applied migration
 
     glance-cache-manage [--url URL] [--os-auth-token TOKEN] queue IMAGE... [--wait]
+        [--nodes all|NAME,...]
     glance-cache-manage [--url URL] [--os-auth-token TOKEN] list | delete IMAGE... |
         clear [--target cache|queue|both] | prune | clean
+    glance-cache-manage [--url URL] [--os-auth-token TOKEN] nodes [--forget NAME] |
+        pin IMAGE [--nodes ...] | unpin IMAGE [--nodes ...] | pins
 
 The db commands work on the database named by the configuration; the cache
-commands talk HTTP to one node (see ``glance_cache.cmd.cache_commands``) and
-need no configuration file.
+and cluster commands talk HTTP to one node (see ``glance_cache.cmd.cache_commands``
+and ``glance_cache.cmd.cluster_commands``) and need no configuration file.
 """
 
 import sys

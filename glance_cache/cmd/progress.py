@@ -1,9 +1,10 @@
 """Progress of caching jobs for ``glance-cache-manage queue --wait``.
 
-On a terminal the line of the image being waited for is redrawn in place.
-Anywhere else (a log file, a CI job) a line is written when the job's state
-changes and at most every ``interval`` seconds in between, so that logs stay
-short and readable.
+``ProgressLine`` shows one job on one node; ``ProgressBlock`` shows one
+image's job on several nodes, a line per node. On a terminal the lines are
+redrawn in place. Anywhere else (a log file, a CI job) a line is written when
+a job's state changes and at most every ``interval`` seconds in between, so
+that logs stay short and readable.
 """
 
 import collections
@@ -16,6 +17,8 @@ NON_TTY_INTERVAL = 3.0
 RATE_WINDOW = 5.0
 BAR_WIDTH = 20
 DEFAULT_COLUMNS = 80
+CURSOR_UP = '\x1b[%dA'
+CLEAR_TO_END_OF_LINE = '\x1b[K'
 
 
 def format_bytes(count):
@@ -66,9 +69,12 @@ class RateMeter:
         return (d1 - d0) / (t1 - t0)
 
 
-def describe(job, rate=None):
-    """One line about ``job``, a record of ``GET /v2/cache/jobs/{id}``."""
-    image_id, state = job['image_id'], job['state']
+def describe(job, rate=None, label=None):
+    """One line about ``job``, a record of ``GET /v2/cache/jobs/{id}``.
+
+    The line starts with ``label``, by default the job's image id.
+    """
+    image_id, state = label or job['image_id'], job['state']
     done, size = job.get('bytes_done') or 0, job.get('size')
     attempts, error = job.get('attempts') or 0, job.get('last_error')
     if state == 'caching':
@@ -115,6 +121,29 @@ def _columns(stream):
         return DEFAULT_COLUMNS
 
 
+def _fit(text, stream):
+    # A line wider than the terminal wraps, and a redraw would then only
+    # return to the start of its last row.
+    return text[:max(_columns(stream) - 1, 10)]
+
+
+class _LogPace:
+    """When to write a line off a terminal: on a change of state, else every ``interval``."""
+
+    def __init__(self, interval):
+        self.interval = interval
+        self._last_state = None
+        self._last_line_at = None
+
+    def due(self, state, now):
+        due = (state != self._last_state or self._last_line_at is None
+               or now - self._last_line_at >= self.interval)
+        if due:
+            self._last_line_at = now
+        self._last_state = state
+        return due
+
+
 class ProgressLine:
     """The progress of one job on ``stream``: redrawn in place on a TTY, lines otherwise."""
 
@@ -125,8 +154,7 @@ class ProgressLine:
         self.tty = _is_tty(stream) if tty is None else tty
         self.meter = RateMeter()
         self._drawn = 0
-        self._last_state = None
-        self._last_line_at = None
+        self._pace = _LogPace(interval)
 
     def update(self, job):
         """Show the job's current record."""
@@ -136,12 +164,9 @@ class ProgressLine:
         text = describe(job, self.meter.rate())
         if self.tty:
             self._redraw(text)
-        elif (job['state'] != self._last_state or self._last_line_at is None
-              or now - self._last_line_at >= self.interval):
+        elif self._pace.due(job['state'], now):
             self.stream.write(text + '\n')
             self.stream.flush()
-            self._last_line_at = now
-        self._last_state = job['state']
 
     def finish(self, text):
         """End the progress with ``text`` on a line of its own."""
@@ -153,10 +178,71 @@ class ProgressLine:
 
     def _redraw(self, text, final=False):
         if not final:
-            # A line wider than the terminal wraps, and \r would then only
-            # return to the start of its last row.
-            text = text[:max(_columns(self.stream) - 1, 10)]
+            text = _fit(text, self.stream)
         pad = ' ' * max(self._drawn - len(text), 0)
         self.stream.write('\r' + text + pad + ('\n' if final else ''))
         self.stream.flush()
         self._drawn = 0 if final else len(text)
+
+
+class ProgressBlock:
+    """One image's job on several nodes: a title line, then a line per node.
+
+    A node's line starts with its name. On a TTY the node lines are redrawn
+    in place by ``draw``, once per poll, with the cursor moved back up over
+    them; finished nodes keep their last line. Elsewhere ``update`` and
+    ``finish`` write lines as ``ProgressLine`` does, and ``draw`` does nothing.
+    """
+
+    def __init__(self, stream, title, names, clock=time.monotonic, interval=NON_TTY_INTERVAL,
+                 tty=None):
+        self.stream = stream
+        self.title = title
+        self.names = list(names)
+        self.clock = clock
+        self.tty = _is_tty(stream) if tty is None else tty
+        self.texts = {name: '%s waiting' % name for name in self.names}
+        self._meters = {name: RateMeter() for name in self.names}
+        self._paces = {name: _LogPace(interval) for name in self.names}
+        self._drawn = False
+        self._titled = False
+
+    def update(self, name, job):
+        """Show node ``name``'s current record of the job."""
+        now = self.clock()
+        meter = self._meters[name]
+        if job['state'] == 'caching':
+            meter.add(now, job.get('bytes_done') or 0)
+        self.texts[name] = describe(job, meter.rate(), label=name)
+        if not self.tty and self._paces[name].due(job['state'], now):
+            self._write_line(self.texts[name])
+
+    def finish(self, name, text):
+        """End node ``name``'s progress with ``text``, a line that starts with the name."""
+        self.texts[name] = text
+        if not self.tty:
+            self._write_line(text)
+
+    def draw(self):
+        """On a TTY, redraw every node's line in place."""
+        if not self.tty:
+            return
+        if self._drawn:
+            self.stream.write(CURSOR_UP % len(self.names))
+        else:
+            self._write_title()
+        for name in self.names:
+            self.stream.write('\r%s%s\n' % (_fit(self.texts[name], self.stream),
+                                             CLEAR_TO_END_OF_LINE))
+        self.stream.flush()
+        self._drawn = True
+
+    def _write_title(self):
+        if not self._titled:
+            self.stream.write(self.title + '\n')
+            self._titled = True
+
+    def _write_line(self, text):
+        self._write_title()
+        self.stream.write(text + '\n')
+        self.stream.flush()

@@ -59,7 +59,9 @@ def test_queue_on_every_node_through_one(cluster):
         assert _on_disk(node, image_id)
         got = node.request('GET', '/v2/images/%s/file' % image_id)
         assert got.status_code == 200 and got.content == data
-    assert sorted(_holders(node2, image_id)) == sorted(n.url for n in (node1, node2, node3))
+    # A node records its holding just after it commits: poll.
+    helpers.wait_for(lambda: sorted(_holders(node2, image_id)) ==
+                     sorted(n.url for n in (node1, node2, node3)), 'three holders')
 
     # Every node's progress, through one node.
     resp = node3.request('GET', '/v2/cache/jobs/%s?nodes=%s' % (image_id, THREE))
@@ -87,8 +89,10 @@ def test_holders_are_exactly_the_nodes_that_cached_it(cluster):
     assert resp.status_code == 202, resp.text
     assert sorted(_outcomes(resp)) == ['node1', 'node2']
     _wait_cached((node1, node2), image_id)
-    assert sorted(_holders(node3, image_id)) == sorted([node1.url, node2.url])
+    helpers.wait_for(lambda: sorted(_holders(node3, image_id)) ==
+                     sorted([node1.url, node2.url]), 'node1 and node2 as the holders')
     assert image_id not in _cached_ids(node3)
+    assert sorted(_holders(node3, image_id)) == sorted([node1.url, node2.url])
 
     # Unknown images and ids are 404 here as everywhere.
     assert node1.request('GET', '/v2/cache/nodes/%s' % uuid.uuid4()).status_code == 404
