@@ -177,10 +177,12 @@ class ClusterMember(cache_module.CacheListener):
     def _drop_orphans(self):
         """Drop cached images whose image was deleted or deactivated elsewhere."""
         for image_id in self.db.node_images_orphaned(self.name):
+            record = self.jobs.get(image_id)
             self.jobs.remove(image_id)
             self.cache.delete(image_id)
-            LOG.info('Dropped image %s from the cache: the image was deleted or is no '
-                     'longer active', image_id)
+            job_queue.log_transition(LOG, logging.INFO, image_id, record and record['state'],
+                                     job_queue.REMOVED, reason='the image was deleted or is '
+                                     'no longer active')
 
     def reconcile_pins(self, records=None):
         """Queue the images pinned here that this node neither holds nor is caching.
@@ -204,7 +206,9 @@ class ClusterMember(cache_module.CacheListener):
                 if self.cache.get(image_id) is None and (
                         record is None or record['last_error'] != reason):
                     self.jobs.record_failure(image_id, size, reason)
-                    LOG.warning('Not caching pinned image %s: %s', image_id, reason)
+                    job_queue.log_transition(LOG, logging.WARNING, image_id,
+                                             record and record['state'], job_queue.FAILED,
+                                             pinned=True, size=size, reason=reason)
                 continue
             used += size
             if self.cache.get(image_id) is not None:
@@ -216,7 +220,8 @@ class ClusterMember(cache_module.CacheListener):
                 if not over_budget and now - (record['finished_at'] or 0) < self.pin_retry_delay:
                     continue
             self.jobs.enqueue(image_id, size)
-            LOG.info('Queued pinned image %s on node %s', image_id, self.name)
+            job_queue.log_transition(LOG, logging.INFO, image_id, record and record['state'],
+                                     job_queue.QUEUED, pinned=True, size=size)
 
 
 def describe_node(node, timeout, now=None):

@@ -6,9 +6,10 @@ import time
 
 import webob.dec
 import webob.exc
-from oslo_middleware import request_id
+from oslo_middleware import healthcheck, request_id
 
 from glance_cache import context, errors, router
+from glance_cache.api import metrics as metrics_api
 
 LOG = logging.getLogger(__name__)
 
@@ -62,11 +63,16 @@ class RequestLog:
         return _LoggedBody(body, environ, status, started)
 
 
+# Probed every few seconds by load balancers and Prometheus: logged at debug.
+QUIET_PATHS = frozenset(('/healthcheck', '/metrics'))
+
+
 def _log_request(environ, status, sent, started):
     path = environ.get('PATH_INFO', '')
+    level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
     if environ.get('QUERY_STRING'):
         path += '?' + environ['QUERY_STRING']
-    LOG.info('%s "%s %s" status: %s len: %s time: %.4f',
+    LOG.log(level, '%s "%s %s" status: %s len: %s time: %.4f',
              environ.get('REMOTE_ADDR', '-'), environ.get('REQUEST_METHOD'), path,
              (status or ['-'])[0], sent if sent >= 0 else '-', time.monotonic() - started)
 
@@ -94,17 +100,16 @@ class _LoggedBody:
             _log_request(self._environ, self._status, self._sent, self._started)
 
 
-class _PublicPathBypass:
-    """Send version discovery past authentication, everything else through it."""
+class _PathDispatch:
+    """Send a few paths to their own applications, everything else to ``default``."""
 
-    def __init__(self, authed, public):
-        self.authed = authed
-        self.public = public
+    def __init__(self, default, paths):
+        self.default = default
+        self.paths = paths
 
     def __call__(self, environ, start_response):
         path = environ.get('PATH_INFO') or '/'
-        app = self.public if path in router.PUBLIC_PATHS else self.authed
-        return app(environ, start_response)
+        return self.paths.get(path, self.default)(environ, start_response)
 
 
 @contextlib.contextmanager
@@ -145,7 +150,13 @@ def build(conf, services):
     """
     app = router.Router(services)
     app = context.ContextMiddleware(app)
-    app = _PublicPathBypass(_auth_middleware(conf, app), app)
+    authed = _auth_middleware(conf, app)
+    # Unauthenticated: version discovery, the health check and the metrics.
+    paths = {path: app for path in router.PUBLIC_PATHS}
+    paths['/healthcheck'] = healthcheck.Healthcheck(authed, conf)
+    if services.exporter is not None and conf.metrics.bind_port is None:
+        paths['/metrics'] = metrics_api.application(services.exporter)
+    app = _PathDispatch(authed, paths)
     app = FaultWrapper(app)
     app = RequestLog(app)
     return request_id.RequestId(app)

@@ -17,6 +17,7 @@ from oslo_log import log as logging
 
 from glance_cache import cache, cluster, deploy, policy, store
 from glance_cache import conf as gc_conf
+from glance_cache.api import metrics as metrics_api
 from glance_cache.cache import queue as job_queue
 from glance_cache.cache import worker
 from glance_cache.db import api as db_api
@@ -38,7 +39,7 @@ class Services:
         self.db = db_api.Database(conf)
         self.store = store.ImageStore(conf)
         self.policy = policy.Enforcer(conf)
-        self.cache = self.jobs = self.worker = self.member = None
+        self.cache = self.jobs = self.worker = self.member = self.exporter = None
         self.node = conf.node_name or socket.gethostname()
         if conf.cache.enabled:
             self.cache = cache.ImageCache(conf)
@@ -49,6 +50,20 @@ class Services:
             self.cache.listener = self.member
             # The process that drains the node's queue also beats its heart.
             self.worker.on_elected.append(self.member.start)
+        if conf.metrics.enabled:
+            self.exporter = metrics_api.Exporter(self)
+            if conf.metrics.bind_port is not None:
+                if self.worker is not None:
+                    self.worker.on_elected.append(self._serve_metrics)
+                else:
+                    self._serve_metrics()
+
+    def _serve_metrics(self):
+        try:
+            self.exporter.serve(self.conf.metrics.bind_host, self.conf.metrics.bind_port)
+        except OSError as exc:
+            LOG.error('Cannot serve metrics on %s:%d: %s', self.conf.metrics.bind_host,
+                      self.conf.metrics.bind_port, exc)
 
     def start(self):
         """Start the background parts: the caching worker (or its standby)."""
@@ -57,6 +72,8 @@ class Services:
 
     def stop(self):
         """Stop the worker; a running fill stops within a second and stays queued."""
+        if self.exporter is not None:
+            self.exporter.stop()
         if self.member is not None:
             self.member.stop()
         if self.worker is not None:

@@ -9,9 +9,13 @@ only, unless the request names target nodes with ``?nodes=all`` or
 and the answer lists each node's outcome.
 """
 
+import logging
+
 from glance_cache import errors, forward
 from glance_cache.api import common
 from glance_cache.cache import queue as job_queue
+
+LOG = logging.getLogger(__name__)
 
 CLEAR_TARGETS = {'': ('cache', 'queue'), 'both': ('cache', 'queue'), 'cache': ('cache',),
                  'queue': ('queue',)}
@@ -73,7 +77,10 @@ def queue_here(req, image_id):
         raise errors.InvalidImageState(
             'Only active images can be cached; image %s is %s' % (image_id, image['status']))
     if svc.cache.get(image_id) is None:
-        svc.jobs.enqueue(image_id, image['size'])
+        record, added = svc.jobs.enqueue(image_id, image['size'])
+        if added:
+            job_queue.log_transition(LOG, logging.INFO, image_id, None, job_queue.QUEUED,
+                                     size=image['size'], by=ctx.user_id)
     return common.empty_response(202)
 
 
@@ -100,8 +107,13 @@ def _delete_here(req, image_id):
     if _pinned_here(svc, image_id):
         raise errors.Conflict('Image %s is pinned to node %s: unpin it first '
                               '(DELETE /v2/cache/pins/%s)' % (image_id, svc.node, image_id))
+    record = svc.jobs.get(image_id)
     in_queue = svc.jobs.remove(image_id)
     in_cache = svc.cache.delete(image_id)
+    if in_queue:
+        job_queue.log_transition(LOG, logging.INFO, image_id, record and record['state'],
+                                 job_queue.REMOVED, reason='deleted from the cache',
+                                 by=common.request_context(req).user_id)
     if target is None and not (in_queue or in_cache):
         raise errors.ImageNotFound(image_id)
     return common.empty_response()

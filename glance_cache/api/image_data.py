@@ -6,7 +6,7 @@ import re
 import threading
 
 from glance_cache import cache as cache_module
-from glance_cache import errors
+from glance_cache import errors, metrics
 from glance_cache.api import common, images
 
 LOG = logging.getLogger(__name__)
@@ -192,8 +192,10 @@ def _data(req, svc, image, byte_range):
     """The body: from the cache, from a fill of it, or from the store."""
     cache = svc.cache
     # Twice at most: a fill may end between our lookup and our joining it.
-    for _attempt in range(2 if cache is not None else 0):
+    for attempt in range(2 if cache is not None else 0):
         cached = cache.open(image['id'])
+        if attempt == 0:
+            (metrics.HITS if cached is not None else metrics.MISSES).inc()
         if cached is not None:
             if byte_range is not None:
                 cached.seek_range(byte_range[0], byte_range[1] - byte_range[0] + 1)

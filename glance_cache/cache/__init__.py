@@ -27,7 +27,7 @@ import os
 import threading
 import uuid
 
-from glance_cache import errors
+from glance_cache import errors, metrics
 from glance_cache.cache import drivers, evictor, fill
 
 LOG = logging.getLogger(__name__)
@@ -233,8 +233,7 @@ class ImageCache:
         protected = self._protected()
         for entry in evictor.choose_victims(self.driver.list(), committed - target,
                                             protected):
-            self._remove_committed(entry.image_id)
-            LOG.info('Evicted image %s (%d bytes) from the cache', entry.image_id, entry.size)
+            self._evict(entry)
         if self.driver.total_size() + self._reserved + size > self.max_size:
             raise CacheFull('No room for %d more bytes in the cache: the entries in use '
                             'fill it' % size)
@@ -265,6 +264,8 @@ class ImageCache:
         and its incomplete file removed, so a retry can start afresh; the stuck
         thread cleans up after itself if it ever wakes.
         """
+        job.abandoned = True
+        metrics.FILLS_FAILED.labels(reason='stalled').inc()
         job.cancel(reason)
         with self._lock:
             if self._fills.get(job.image_id) is job:
@@ -316,6 +317,13 @@ class ImageCache:
         self.driver.forget(image_id)
         self._removed.append(image_id)
 
+    def _evict(self, entry):
+        """Evict an entry to make room (lock held)."""
+        self._remove_committed(entry.image_id)
+        metrics.EVICTIONS.inc()
+        metrics.EVICTED_BYTES.inc(entry.size)
+        LOG.info('Evicted image %s (%d bytes) from the cache', entry.image_id, entry.size)
+
     def _notify_removed(self):
         with self._lock:
             removed, self._removed = self._removed, []
@@ -363,7 +371,7 @@ class ImageCache:
             victims = evictor.choose_victims(self.driver.list(), committed - target,
                                              self._protected())
             for entry in victims:
-                self._remove_committed(entry.image_id)
+                self._evict(entry)
         self._notify_removed()
         return len(victims), sum(v.size for v in victims)
 

@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 
-from glance_cache import errors
+from glance_cache import errors, metrics
 
 LOG = logging.getLogger(__name__)
 
@@ -210,6 +210,10 @@ class FillJob:
         self._inode = None
         self.cancel_reason = None
         self.error_kind = None
+        # Where a failure would come from, for the fills_failed metric.
+        self._stage = 'store'
+        # Set when the worker gave up on the fill and counted it as stalled.
+        self.abandoned = False
         # Called with no arguments, a context manager the commit runs inside;
         # it yields whether to commit at all. The caching worker sets one that
         # holds the queue's lock and checks the job's record is still there.
@@ -246,6 +250,7 @@ class FillJob:
 
         Never raises: the outcome is ``state`` and ``error``.
         """
+        metrics.FILLS_STARTED.inc()
         hashes = HashPipeline(self.image.get('os_hash_algo') or 'sha512', self.size)
         flusher = _Flusher(self._write_fd)
         chunks = ()
@@ -257,7 +262,10 @@ class FillJob:
                         raise FillCancelled(self._cancel_message())
                     if not chunk:
                         continue
+                    metrics.FETCHED_BYTES.inc(len(chunk))
+                    self._stage = 'disk'
                     _write_all(self._write_fd, chunk)
+                    self._stage = 'store'
                     hashes.update(chunk)
                     with self._cond:
                         self.bytes_done += len(chunk)
@@ -272,6 +280,7 @@ class FillJob:
                 if close is not None:
                     close()
                 flusher.finish()
+            self._stage = 'disk'
             size, md5_hex, multihash_hex = hashes.finish()
             hashes = None
             verify(self.image, size, md5_hex, multihash_hex)
@@ -318,7 +327,21 @@ class FillJob:
                 os.close(self._read_fd)
                 self._read_fd = None
             self._cond.notify_all()
+        self._count()
         self.cache.fill_finished(self)
+
+    def _count(self):
+        if self.abandoned:
+            return  # counted as stalled when the worker gave up on it
+        if self.state == self.DONE:
+            metrics.FILLS_SUCCEEDED.inc()
+            metrics.FILL_DURATION.observe(max(self.finished_at - self.started_at, 0.0))
+        elif self.state == self.CANCELLED:
+            metrics.FILLS_CANCELLED.inc()
+        else:
+            reason = ('verification' if self.error_kind is VerificationFailed
+                      else self._stage)
+            metrics.FILLS_FAILED.labels(reason=reason).inc()
 
     def _close_write(self):
         if self._write_fd is not None:

@@ -34,6 +34,30 @@ DONE = (CACHED, FAILED)
 STATES = (QUEUED, CACHING, CACHED, FAILED)
 
 WAKEUP_SOCKET = 'wakeup.sock'
+# Not a state of a record: what a job becomes when it is deleted or cleared.
+REMOVED = 'removed'
+
+
+def log_transition(log, level, image_id, old, new, **details):
+    """Log one line for a job's change of state, with ``key=value`` details.
+
+    Every change of every job gets exactly one such line, so that
+    ``grep 'Caching job of image <id>'`` tells the job's whole story::
+
+        Caching job of image 6c1f...: caching -> cached attempt=1/5 bytes=1073741824
+        duration=4.08
+    """
+    fields = []
+    for key, value in details.items():
+        if value is None:
+            continue
+        if isinstance(value, float):
+            value = '%.3f' % value
+        elif isinstance(value, str) and (not value or ' ' in value or '"' in value):
+            value = json.dumps(value)
+        fields.append('%s=%s' % (key, value))
+    log.log(level, 'Caching job of image %s: %s -> %s%s', image_id, old or 'new', new,
+            ''.join(' ' + f for f in fields))
 
 
 def _is_image_id(name):

@@ -194,10 +194,14 @@ class CacheWorker:
         with self._running_lock:
             return self._running.get(image_id)
 
+    def _attempt(self, record):
+        return '%d/%d' % (record['attempts'], self.max_attempts)
+
     def _process(self, record):
         image_id = record['image_id']
-        LOG.info('Caching image %s (attempt %d of %d)', image_id, record['attempts'],
-                 self.max_attempts)
+        job_queue.log_transition(LOG, logging.INFO, image_id, job_queue.QUEUED,
+                                 job_queue.CACHING, attempt=self._attempt(record),
+                                 size=record['size'])
         try:
             image = self._image(image_id)
             if self.cache.get(image_id) is not None:
@@ -286,13 +290,19 @@ class CacheWorker:
         elif outcome == 'stopping':
             self.jobs.update(image_id, state=job_queue.QUEUED, bytes_done=0, started_at=None,
                              attempts=max(record['attempts'] - 1, 0))
+            job_queue.log_transition(LOG, logging.INFO, image_id, job_queue.CACHING,
+                                     job_queue.QUEUED, bytes=job.bytes_done,
+                                     reason='the node is stopping; resumed at its next start')
         elif outcome.startswith('stalled'):
             self._failed(record, outcome, transient=True)
         elif outcome == job.CANCELLED:
             if self._stopping.is_set():
                 self._conclude(record, job, 'stopping')
             else:
-                LOG.info('Caching image %s was cancelled: %s', image_id, job.cancel_reason)
+                job_queue.log_transition(LOG, logging.INFO, image_id, job_queue.CACHING,
+                                         job_queue.REMOVED, bytes=job.bytes_done,
+                                         duration=self._duration(record),
+                                         reason='cancelled: %s' % job.cancel_reason)
         else:
             permanent = job.error_kind in (fill.VerificationFailed,) or (
                 job.error_kind is not None and issubclass(job.error_kind, errors.NotFound))
@@ -305,22 +315,32 @@ class CacheWorker:
         # whoever removed it also removed the entry (see _still_wanted).
         if self.jobs.update(image_id, state=job_queue.CACHED, bytes_done=size,
                             finished_at=now, last_error=None) is not None:
-            LOG.info('Image %s is cached (%d bytes, %.2f s)', image_id, size,
-                     now - (record['started_at'] or now))
+            job_queue.log_transition(LOG, logging.INFO, image_id, job_queue.CACHING,
+                                     job_queue.CACHED, attempt=self._attempt(record),
+                                     bytes=size, duration=self._duration(record, now))
+
+    @staticmethod
+    def _duration(record, now=None):
+        now = now or time.time()
+        return now - (record['started_at'] or now)
 
     def _failed(self, record, reason, transient):
         image_id = record['image_id']
         now = time.time()
         if transient and record['attempts'] < self.max_attempts:
             delay = self.backoff(record['attempts'])
-            LOG.warning('Caching image %s failed (attempt %d of %d), retrying in %.2f s: %s',
-                        image_id, record['attempts'], self.max_attempts, delay, reason)
+            job_queue.log_transition(LOG, logging.WARNING, image_id, job_queue.CACHING,
+                                     job_queue.QUEUED, attempt=self._attempt(record),
+                                     duration=self._duration(record, now), retry_in=delay,
+                                     reason=reason)
             self.jobs.update(image_id, state=job_queue.QUEUED, last_error=reason,
                              bytes_done=0, next_attempt_at=now + delay)
             self.wake()
         else:
-            LOG.error('Caching image %s failed for good after %d attempt(s): %s',
-                      image_id, record['attempts'], reason)
+            job_queue.log_transition(LOG, logging.ERROR, image_id, job_queue.CACHING,
+                                     job_queue.FAILED, attempt=self._attempt(record),
+                                     duration=self._duration(record, now),
+                                     permanent=not transient, reason=reason)
             self.jobs.update(image_id, state=job_queue.FAILED, last_error=reason,
                              finished_at=now)
 

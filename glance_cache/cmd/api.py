@@ -10,9 +10,12 @@ This module imports nothing heavy at the top: eventlet must patch the
 standard library before threading, socket and the rest are imported.
 """
 
+import os
 import sys
 
 SERVERS = ('gunicorn', 'eventlet')
+# prometheus_client reads it when first imported; see glance_cache/metrics.py.
+METRICS_DIR_ENV = 'PROMETHEUS_MULTIPROC_DIR'
 
 
 def _requested_server(argv):
@@ -121,12 +124,38 @@ def _announce(log, addresses):
               flush=True)
 
 
+def _metrics_directory():
+    """Give the node's processes one empty directory to count their metrics in.
+
+    An operator's PROMETHEUS_MULTIPROC_DIR is used (and emptied: counters
+    start again at zero with the node); otherwise a temporary directory,
+    removed when the server stops.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    directory = os.environ.get(METRICS_DIR_ENV)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith('.db'):
+                os.unlink(os.path.join(directory, name))
+        return
+    directory = tempfile.mkdtemp(prefix='glance-cache-metrics-')
+    os.environ[METRICS_DIR_ENV] = directory
+    server_pid = os.getpid()
+    # Forked server processes inherit the handler; only this one removes it.
+    atexit.register(lambda: os.getpid() == server_pid and shutil.rmtree(directory, True))
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     server = _requested_server(argv)
     if server == 'eventlet':
         import eventlet
         eventlet.monkey_patch()
+    _metrics_directory()
 
     from oslo_config import cfg
 

@@ -9,16 +9,18 @@ import logging as std_logging
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from glance_cache.conf import api, cache, cluster, database, default
+from glance_cache.conf import api, cache, cluster, database, default, metrics
 
 CONF = cfg.CONF
 
-_MODULES = (default, api, database, cache, cluster)
+_MODULES = (default, api, database, cache, cluster, metrics)
 
 # Defaults that differ from those of the libraries we embed: the embedded
 # configuration keeps everything under ./data so that `make run` needs nothing.
 STORE_DATADIR_DEFAULT = 'data/images'
 STORE_CHUNK_SIZE_DEFAULT = 1024 * 1024
+# GET /healthcheck checks the database and the cache directory (glance_cache/health.py).
+HEALTHCHECK_BACKENDS = ['glance_cache_database', 'glance_cache_cache_dir']
 
 
 PROJECT = 'glance-cache'
@@ -51,6 +53,7 @@ def register_opts(conf, store_opts=True):
     for module in _MODULES:
         module.register_opts(conf)
     logging.register_options(conf)
+    _register_healthcheck_opts(conf)
     if store_opts:
         _register_store_opts(conf)
         set_external_defaults()
@@ -69,8 +72,16 @@ def _register_store_opts(conf):
         stevedore_log.setLevel(level)
 
 
+def _register_healthcheck_opts(conf):
+    from oslo_middleware.healthcheck import opts as healthcheck_opts
+    cfg.set_defaults(healthcheck_opts.HEALTHCHECK_OPTS, backends=HEALTHCHECK_BACKENDS)
+    conf.register_opts(healthcheck_opts.HEALTHCHECK_OPTS, group='healthcheck')
+
+
 def set_external_defaults():
-    """Set our defaults on options that belong to glance_store."""
+    """Set our defaults on options that belong to glance_store and oslo.middleware."""
+    from oslo_middleware.healthcheck import opts as healthcheck_opts
+    cfg.set_defaults(healthcheck_opts.HEALTHCHECK_OPTS, backends=HEALTHCHECK_BACKENDS)
     from glance_store._drivers import filesystem
     # 1 MiB reads and writes: glance_store's 64 KiB costs a Python round trip
     # per 64 KiB on every upload, download and cache fill.

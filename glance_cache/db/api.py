@@ -103,6 +103,11 @@ class Database:
     def dispose(self):
         self.engine.dispose()
 
+    def ping(self):
+        """Raise unless the database answers a query."""
+        with self._read() as conn:
+            conn.execute(sa.text('SELECT 1'))
+
     # -- schema ---------------------------------------------------------------
 
     def _alembic_config(self, conn):
