@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: venv run test lint unit functional clients samples check-samples clean
+.PHONY: venv run test lint unit functional clients samples check-samples docs clean
 
 venv: $(STAMP)
 
@@ -27,7 +28,15 @@ check-samples: venv
 samples: venv
 	$(BIN)/python tools/check_samples.py --write
 
-test: venv lint check-samples
+docs: $(DOCS_STAMP)
+	$(BIN)/sphinx-build -W -q -b html doc/source doc/build/html
+	$(BIN)/sphinx-build -W -q -b html api-ref/source api-ref/build/html
+
+$(DOCS_STAMP): $(STAMP) doc/requirements.txt
+	$(BIN)/pip install -q -r doc/requirements.txt
+	touch $(DOCS_STAMP)
+
+test: venv lint check-samples docs
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 clean:

@@ -129,6 +129,8 @@ def unpin_image(req, image_id):
     cache_api.authorize(req, 'cache_pin', target)
     names = forward.requested_targets(req)
     if names is not None:
+        if forward.ALL not in names:
+            forward.resolve_targets(svc, names)  # 400 for a name that is no node
         names = [db_api.ALL_NODES if n == forward.ALL else n for n in names]
     if not svc.db.pin_remove(image_id, names):
         raise errors.NotFound('Image %s is not pinned%s' % (

@@ -238,6 +238,8 @@ def test_a_pin_past_a_node_budget_is_refused(cluster):
         resp = node1.request('PUT', '/v2/cache/pins/%s?nodes=node1' % image['id'])
         assert resp.status_code == 201, resp.text
         assert resp.json()['nodes'] == ['node1']
+        resp = node1.request('DELETE', '/v2/cache/pins/%s?nodes=nosuchnode' % image['id'])
+        assert resp.status_code == 400, resp.text
         resp = node1.request('DELETE', '/v2/cache/pins/%s?nodes=node1' % image['id'])
         assert resp.status_code == 204
         assert node1.request('DELETE', '/v2/cache/pins/%s' % image['id']).status_code == 404
