@@ -267,7 +267,8 @@ def test_policy_file_rule_can_use_image_properties(tmp_path):
 
 def test_policy_file_changes_are_picked_up_without_restart(tmp_path):
     conf, policy_path = conf_with_policy_file(tmp_path, {'get_images': 'role:admin'})
-    enforcer = policy.Enforcer(conf)
+    now = [1000.0]
+    enforcer = policy.Enforcer(conf, clock=lambda: now[0])
     member = CALLERS['owner_member']
     target = {'project_id': member.project_id}
     assert not enforcer.check(member, 'get_images', target)
@@ -275,6 +276,10 @@ def test_policy_file_changes_are_picked_up_without_restart(tmp_path):
     # Make the change visible whatever the file system's time stamp granularity.
     stat = os.stat(policy_path)
     os.utime(policy_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+    # The file is looked at again once RELOAD_INTERVAL has passed, not on every check.
+    now[0] += policy.RELOAD_INTERVAL / 2
+    assert not enforcer.check(member, 'get_images', target)
+    now[0] += policy.RELOAD_INTERVAL
     assert enforcer.check(member, 'get_images', target)
 
 
