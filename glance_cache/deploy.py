@@ -26,14 +26,19 @@ class FaultWrapper:
             return req.get_response(self.app)
         except errors.GlanceCacheError as exc:
             if exc.code >= 500:
-                LOG.error('%s %s failed: %s', req.method, req.path, exc)
+                LOG.error('%s %s failed: %s', req.method, _raw_path(req), exc)
             return exc.to_response()
         except webob.exc.HTTPException as exc:
             return errors.from_status(exc.code, exc.explanation or exc.title).to_response()
         except Exception:
-            LOG.exception('Unexpected error in %s %s', req.method, req.path)
+            LOG.exception('Unexpected error in %s %s', req.method, _raw_path(req))
             return errors.GlanceCacheError('The server failed to handle the request; '
                                            'see its log').to_response()
+
+
+def _raw_path(req):
+    # req.path decodes the path as UTF-8, which a bad request may not be.
+    return req.environ.get('PATH_INFO', '').encode('latin-1').decode('utf-8', 'replace')
 
 
 class RequestLog:
@@ -112,6 +117,18 @@ class _PathDispatch:
         return self.paths.get(path, self.default)(environ, start_response)
 
 
+class _ReadOnly:
+    """Let GET and HEAD through to ``app``; any other method is a 405."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        if environ.get('REQUEST_METHOD') not in ('GET', 'HEAD'):
+            raise errors.MethodNotAllowed(environ.get('REQUEST_METHOD'), ['GET', 'HEAD'])
+        return self.app(environ, start_response)
+
+
 @contextlib.contextmanager
 def _without_oslo_cache_options():
     """Keep keystonemiddleware from registering oslo.cache's [cache] options.
@@ -153,9 +170,9 @@ def build(conf, services):
     authed = _auth_middleware(conf, app)
     # Unauthenticated: version discovery, the health check and the metrics.
     paths = {path: app for path in router.PUBLIC_PATHS}
-    paths['/healthcheck'] = healthcheck.Healthcheck(authed, conf)
+    paths['/healthcheck'] = _ReadOnly(healthcheck.Healthcheck(authed, conf))
     if services.exporter is not None and conf.metrics.bind_port is None:
-        paths['/metrics'] = metrics_api.application(services.exporter)
+        paths['/metrics'] = _ReadOnly(metrics_api.application(services.exporter))
     app = _PathDispatch(authed, paths)
     app = FaultWrapper(app)
     app = RequestLog(app)

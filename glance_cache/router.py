@@ -40,6 +40,29 @@ CACHE_ROUTE_DECLARATIONS = {
 PUBLIC_PATHS = frozenset(('/', '/versions'))
 
 
+def _decoded_path(req):
+    """The request's path, after checking that it and the query string are text.
+
+    A path that is no UTF-8 text names nothing (404); such a query string
+    says nothing (400). webob decodes both as UTF-8 when a handler reads
+    them. NUL characters are refused too: PostgreSQL cannot store them.
+    """
+    try:
+        path = req.path_info
+    except UnicodeDecodeError:
+        raise errors.NotFound('No resource at this path: it is not valid UTF-8') from None
+    if '\x00' in path:
+        raise errors.NotFound('No resource at this path: it holds a NUL character')
+    try:
+        params = req.GET.items()
+    except UnicodeDecodeError:
+        raise errors.BadRequest('The query string is not valid UTF-8') from None
+    for name, value in params:
+        if '\x00' in name or '\x00' in value:
+            raise errors.BadRequest('Query parameters must not contain NUL characters')
+    return path
+
+
 class Router:
     """WSGI application that dispatches to the handler of the route and method."""
 
@@ -56,9 +79,10 @@ class Router:
 
     @webob.dec.wsgify
     def __call__(self, req):
-        match = self.mapper.match(req.path_info)
+        path = _decoded_path(req)
+        match = self.mapper.match(path)
         if match is None:
-            raise errors.NotFound('No resource at %s' % req.path_info)
+            raise errors.NotFound('No resource at %s' % path)
         methods = self.declarations[match.pop('_route')]
         handler = methods.get(req.method)
         if handler is None:

@@ -40,9 +40,32 @@ def read_json(req, content_types=('application/json',)):
             'Content-Type must be %s, not %r' % (' or '.join(content_types),
                                                  req.content_type or ''))
     try:
-        return json.loads(req.body)
+        body = json.loads(req.body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise errors.BadRequest('Malformed JSON in request body: %s' % exc) from None
+    _check_text(body)
+    return body
+
+
+def _check_text(value):
+    """Refuse strings no database can store: lone surrogates (``"\\ud800"``) and NUL."""
+    if isinstance(value, str):
+        if '\x00' in value:
+            raise errors.BadRequest('Strings in the request body must not contain NUL '
+                                    'characters')
+        try:
+            value.encode('utf-8')
+        except UnicodeEncodeError:
+            raise errors.BadRequest('Strings in the request body must be valid Unicode: '
+                                    'a lone surrogate escape (such as \\ud800) is not '
+                                    'a character') from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item)
 
 
 def require_image_id(value):

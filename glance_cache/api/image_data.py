@@ -59,12 +59,39 @@ def _declared_size(req, cap):
     return size
 
 
+# A refused upload's unread body is read and dropped up to this many bytes,
+# so that the client's connection stays usable; past it the server closes
+# the connection after the answer (gunicorn drains only 64 KiB itself).
+DISCARD_LIMIT = 4 * 1024 * 1024
+
+
 def upload(req, image_id):
     """PUT /v2/images/{image_id}/file: 204 once the data is stored and hashed.
 
     The image goes queued -> saving -> active. Any failure returns it to
     queued with no data left in the store.
     """
+    try:
+        return _upload(req, image_id)
+    except errors.GlanceCacheError:
+        _discard_unread_body(req)
+        raise
+
+
+def _discard_unread_body(req):
+    stream = _body_stream(req)
+    left = DISCARD_LIMIT
+    try:
+        while left > 0:
+            chunk = stream.read(min(left, 65536))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except OSError:
+        pass  # the client went away: nothing left to keep usable
+
+
+def _upload(req, image_id):
     image = images.get_visible(req, image_id)
     svc = common.services(req)
     svc.policy.authorize(common.request_context(req), 'upload_image', svc.target(image))
@@ -142,6 +169,9 @@ def _parse_range(header, size):
     match = _RANGE.match(header.strip())
     if not match or match.groups() == ('', ''):
         return None
+    if size == 0:
+        raise errors.RangeNotSatisfiable('The image has no data to take a range of',
+                                         headers={'Content-Range': 'bytes */0'})
     first, last = match.groups()
     if first == '':
         length = int(last)

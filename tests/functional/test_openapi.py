@@ -357,12 +357,6 @@ def test_image_data(node1, node2, finished):
     finished()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'server bug: PUT /v2/images/{id}/file with a Content-Length over image_size_cap (and '
-    'over 64 KiB) answers 413 with "Connection: keep-alive", then gunicorn gives up '
-    'draining the unread body and closes the connection; a client that reuses it gets '
-    '"Remote end closed connection without response". The answer should say '
-    '"Connection: close" (or the body be drained).'))
 def test_413_keeps_its_keep_alive_promise(node1):
     image = new_image(node1)
     host, port = urllib.parse.urlsplit(node1.url).netloc.split(':')
@@ -383,11 +377,6 @@ def test_413_keeps_its_keep_alive_promise(node1):
         conn.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'server bug: GET /v2/images/{id}/file of an active image with 0 bytes of data and '
-    '"Range: bytes=-1" (any suffix range) answers 206 with "Content-Range: bytes 0--1/0", '
-    'which is not a valid Content-Range; RFC 9110 section 14.1.2 makes the range '
-    'unsatisfiable: 416 with "Content-Range: bytes */0".'))
 def test_suffix_range_of_an_empty_image(node1):
     image = new_image(node1)
     upload(node1, image['id'], b'', 204)
@@ -543,34 +532,17 @@ def test_a_node_that_is_down(cluster, node1, finished):
 
 # -- inputs schemathesis does not generate -----------------------------------------------
 
-BAD_UTF8_QUERY = pytest.mark.xfail(strict=True, reason=(
-    'server bug: a query parameter that is not valid UTF-8 once percent-decoded (e.g. '
-    '"?name=%ff", "?nodes=%ff") answers 500 Internal Server Error (UnicodeDecodeError in '
-    'webob\'s req.GET) instead of 400'))
-BAD_UTF8_PATH = pytest.mark.xfail(strict=True, reason=(
-    'server bug: a path that is not valid UTF-8 once percent-decoded (e.g. '
-    '"GET /v2/images/%ff", "/v3/%ff", "/%ff", with a token) answers 500 with gunicorn\'s '
-    'text/html page, not the JSON error: FaultWrapper\'s own LOG.exception(req.path) raises '
-    'UnicodeDecodeError again; expected a JSON 404'))
-LONE_SURROGATE = pytest.mark.xfail(strict=True, reason=(
-    'server bug: a JSON string holding a lone UTF-16 surrogate escape ("\\ud800") in an '
-    'image attribute, tag, property name or value (POST /v2/images, PATCH) answers 500 '
-    '(UnicodeEncodeError when stored) instead of 400'))
-
-
 @pytest.mark.parametrize('method, path, body, content_type, expect', [
     pytest.param('GET', '/v2/images/%ff', None, None, 401, id='bad path, no token'),
-    pytest.param('GET', '/v2/images?name=%ff', None, None, 400, marks=BAD_UTF8_QUERY,
+    pytest.param('GET', '/v2/images?name=%ff', None, None, 400,
                  id='images ?name=%ff'),
-    pytest.param('PUT', '/v2/cache/{image}?nodes=%ff', None, None, 400,
-                 marks=BAD_UTF8_QUERY, id='cache ?nodes=%ff'),
-    pytest.param('GET', '/v2/images/%ff', None, None, 404, marks=BAD_UTF8_PATH,
-                 id='images/%ff'),
+    pytest.param('PUT', '/v2/cache/{image}?nodes=%ff', None, None, 400, id='cache ?nodes=%ff'),
+    pytest.param('GET', '/v2/images/%ff', None, None, 404, id='images/%ff'),
     pytest.param('POST', '/v2/images', b'{"name": "\\ud800"}', 'application/json', 400,
-                 marks=LONE_SURROGATE, id='create, lone surrogate'),
+                 id='create, lone surrogate'),
     pytest.param('PATCH', '/v2/images/{image}',
                  b'[{"op": "add", "path": "/os_x", "value": "\\udfff"}]', PATCH_TYPE, 400,
-                 marks=LONE_SURROGATE, id='patch, lone surrogate'),
+                 id='patch, lone surrogate'),
     pytest.param('POST', '/v2/images', b'{"name": "\\ud83d\\ude00"}', 'application/json',
                  201, id='create, surrogate pair'),
 ])
@@ -592,16 +564,13 @@ def pg_node(tmp_path_factory, throwaway_db_factory):
     node.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'server bug (PostgreSQL only; SQLite stores it): a NUL character ("\\u0000") in an '
-    'image name, tag, property, or in a list filter ("GET /v2/images?name=a%00b") answers '
-    '500 (PostgreSQL text cannot hold NUL) instead of 400'))
 @pytest.mark.parametrize('method, path, body', [
     ('POST', '/v2/images', b'{"name": "a\\u0000b"}'),
     ('GET', '/v2/images?name=a%00b', None),
 ])
 def test_nul_characters_on_postgresql(pg_node, method, path, body):
-    call(pg_node, method, path, 201 if method == 'POST' else 200, data=body,
+    """PostgreSQL cannot store NUL: refused (400) on every backend, before any query."""
+    call(pg_node, method, path, 400, data=body,
          headers={'Content-Type': 'application/json'} if body else {})
 
 

@@ -226,3 +226,13 @@ def test_a_node_without_cache_answers_health_and_metrics(sqlite_node_factory):
     samples = scrape(n.url + '/metrics')
     assert ('glance_cache_hits_total', '') in samples
     assert ('glance_cache_entries', '') not in samples
+
+
+def test_health_and_metrics_only_answer_reads(node):
+    for path in ('/healthcheck', '/metrics'):
+        for method in ('POST', 'TRACE', 'DELETE'):
+            resp = requests.request(method, node.url + path, timeout=30)
+            assert resp.status_code == 405, (method, path, resp.text)
+            assert resp.json()['error']['code'] == 405
+            assert resp.headers['Allow'] == 'GET, HEAD'
+        assert requests.head(node.url + path, timeout=30).status_code in (200, 204)
