@@ -5,7 +5,8 @@ Nodes share the SQL database (DESIGN.md section 6). Each node:
 - registers itself (``node_name`` and ``self_url``) when its caching worker is
   elected, so exactly one process per node writes its heartbeat;
 - records each image it commits or drops as it happens, through the cache's
-  listener, in whichever of its processes that happens;
+  listener, in whichever of its processes that happens (a thread of that
+  process writes it, so that no fill waits on the shared database);
 - on every heartbeat (``[cluster] heartbeat_interval``): notes it is alive
   with a snapshot of its queue; makes the recorded holdings match its disk
   (a write that failed earlier is repaired here); drops cached images whose
@@ -18,6 +19,7 @@ A node whose heartbeat is older than ``[cluster] node_timeout`` is down.
 
 import datetime
 import logging
+import queue
 import threading
 import time
 
@@ -78,6 +80,9 @@ class ClusterMember(cache_module.CacheListener):
         self._pinned = frozenset()
         self._pinned_read_at = None
         self._pinned_lock = threading.Lock()
+        self._changes = queue.Queue()
+        self._recorder = None
+        self._recorder_lock = threading.Lock()
 
     @property
     def url(self):
@@ -87,18 +92,37 @@ class ClusterMember(cache_module.CacheListener):
     # -- the cache's listener (any process of the node) --------------------------
 
     def entry_added(self, image_id, size):
-        try:
-            self.db.node_images_add(self.name, image_id, size)
-        except Exception as exc:
-            LOG.warning('Could not record that this node holds image %s (%s); the next '
-                        'heartbeat records it', image_id, exc)
+        self._record(self.db.node_images_add, image_id, size)
 
     def entries_removed(self, image_ids):
-        try:
-            self.db.node_images_remove(self.name, image_ids)
-        except Exception as exc:
-            LOG.warning('Could not record that this node dropped %d image(s) (%s); the '
-                        'next heartbeat records it', len(image_ids), exc)
+        self._record(self.db.node_images_remove, list(image_ids))
+
+    def _record(self, write, *args):
+        """Have the recorder thread write a change, in the order the changes came."""
+        self._changes.put((write, args))
+        with self._recorder_lock:
+            if self._recorder is None or not self._recorder.is_alive():
+                self._recorder = threading.Thread(target=self._write_changes,
+                                                  name='cluster-holdings', daemon=True)
+                self._recorder.start()
+
+    def _write_changes(self):
+        while True:
+            change = self._changes.get()
+            try:
+                if change is None:
+                    return
+                write, args = change
+                write(self.name, *args)
+            except Exception as exc:
+                LOG.warning('Could not record a change of what node %s holds (%s); the '
+                            'next heartbeat records it', self.name, exc)
+            finally:
+                self._changes.task_done()
+
+    def wait_recorded(self):
+        """Return once every change noted so far is written (or failed to be)."""
+        self._changes.join()
 
     def pinned_ids(self):
         """Images pinned to this node, read at most once per heartbeat interval."""
@@ -141,6 +165,9 @@ class ClusterMember(cache_module.CacheListener):
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(1.0)
+        if self._recorder is not None:
+            self._changes.put(None)
+            self._recorder.join(1.0)
 
     def _beat_forever(self):
         # The first beat at once: it reconciles holdings and pins at start.

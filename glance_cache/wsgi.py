@@ -9,6 +9,7 @@ parsed from its own command line.
 """
 
 import atexit
+import gc
 import os
 import socket
 import threading
@@ -109,7 +110,18 @@ def build_app(conf):
     LOG.info('glance-cache node ready: database %s, store %s',
              services.db.engine.url.render_as_string(hide_password=True),
              conf.glance_store.default_store)
-    return deploy.build(conf, services)
+    app = deploy.build(conf, services)
+    # The libraries loaded by now (SQLAlchemy, oslo, glance_store ...) are a
+    # few hundred thousand objects that live as long as the process. Left to
+    # the collector, every full collection walks them all, stalling every
+    # thread of the process for about 100 ms at a time (bench/cache_api.py
+    # saw it as a p99 of 90 ms from PUT to cached); frozen, they are never
+    # walked again. With them out of its count the collector would run full
+    # collections far more often: the last threshold keeps them rare.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(700, 10, 1000)
+    return app
 
 
 _lock = threading.Lock()

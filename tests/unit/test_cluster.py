@@ -53,9 +53,11 @@ def test_commits_and_removals_are_recorded_as_they_happen(setup):
     data = os.urandom(1000)
     image = _image(db, data)
     _fill(member.cache, image, data)
+    member.wait_recorded()
     assert [n['url'] for n in db.image_holders(image['id'])] == [member.url]
     assert db.node_get('n1')['cached_bytes'] == 1000
     member.cache.delete(image['id'])
+    member.wait_recorded()
     assert db.image_holders(image['id']) == []
 
 
@@ -64,6 +66,7 @@ def test_heartbeat_repairs_holdings_that_drifted(setup):
     data = os.urandom(1000)
     image = _image(db, data)
     _fill(member.cache, image, data)
+    member.wait_recorded()
     ghost = str(uuid.uuid4())
     db.node_images_remove('n1', [image['id']])   # a write that was lost
     db.node_images_add('n1', ghost, 5)           # and one that is wrong
