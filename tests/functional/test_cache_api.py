@@ -44,13 +44,6 @@ class ArrivalCounter(helpers.OpenCounter):
 
 
 @pytest.fixture(scope='module')
-def store():
-    s = faulty_store.FaultyStore()
-    yield s
-    s.close()
-
-
-@pytest.fixture(scope='module')
 def cache_node(tmp_path_factory):
     """A node shared by this module's tests that need no special options or restart.
 

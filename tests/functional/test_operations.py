@@ -15,13 +15,6 @@ SAMPLE = re.compile(r'^(glance_cache_\w+)(\{[^}]*\})? (\S+)$')
 
 
 @pytest.fixture(scope='module')
-def store():
-    s = faulty_store.FaultyStore()
-    yield s
-    s.close()
-
-
-@pytest.fixture(scope='module')
 def node(tmp_path_factory):
     """Two server processes, so that a scrape of either must add up both."""
     workdir = tmp_path_factory.mktemp('operations')
