@@ -30,6 +30,8 @@ from glance_cache.db import api as db_api
 LOG = logging.getLogger(__name__)
 
 UP, DOWN = 'up', 'down'
+# Seconds a process trusts the pins it read last (eviction must not remove a pin).
+PINS_MAX_AGE = 1.0
 
 
 def self_url(conf):
@@ -125,18 +127,41 @@ class ClusterMember(cache_module.CacheListener):
         self._changes.join()
 
     def pinned_ids(self):
-        """Images pinned to this node, read at most once per heartbeat interval."""
+        """The images pinned here that fit the pin budget: what eviction must keep.
+
+        Read from the database at most once every PINS_MAX_AGE seconds per
+        process (the cache calls this without its lock held). When the
+        database cannot be read, the set read last stays in force.
+        """
         with self._pinned_lock:
-            now = time.monotonic()
-            if self._pinned_read_at is None or now - self._pinned_read_at >= self.interval:
-                try:
-                    self._pinned = frozenset(p['image_id'] for p in
-                                             self.db.pins_of_node(self.name))
-                    self._pinned_read_at = now
-                except Exception as exc:
-                    # Keep protecting what was pinned when last read.
-                    LOG.warning('Could not read the pins of this node: %s', exc)
+            read_at = self._pinned_read_at
+            if read_at is not None and time.monotonic() - read_at < PINS_MAX_AGE:
+                return self._pinned
+            self._pinned_read_at = time.monotonic()  # one reader; the others use the last set
+        try:
+            pins = self.db.pins_of_node(self.name)
+        except Exception as exc:
+            LOG.warning('Could not read the pins of node %s: %s', self.name, exc)
             return self._pinned
+        kept = frozenset(pin['image_id'] for pin, _used, fits in self._budgeted(pins) if fits)
+        with self._pinned_lock:
+            self._pinned = kept
+        return kept
+
+    def _budgeted(self, pins):
+        """``(pin, bytes pinned before it, whether it fits)`` for the active pins, in order.
+
+        Pins count against the budget oldest first; one that does not fit
+        takes nothing from it.
+        """
+        used = 0
+        for pin in pins:
+            if pin['status'] != 'active':
+                continue
+            fits = used + (pin['size'] or 0) <= self.budget
+            yield pin, used, fits
+            if fits:
+                used += pin['size'] or 0
 
     def pins_changed(self):
         """Pins were added or removed: read them afresh at the next look."""
@@ -192,8 +217,9 @@ class ClusterMember(cache_module.CacheListener):
             LOG.warning('Node %s was missing from the node registry (forgotten?); '
                         'registering it again', self.name)
             self._register()
+        self.wait_recorded()
         added, removed = self.db.node_images_sync(
-            self.name, {e.image_id: e.size for e in self.cache.list()})
+            self.name, lambda: {e.image_id: e.size for e in self.cache.list()})
         if added or removed:
             LOG.info('Recorded holdings of node %s repaired: %d added, %d removed',
                      self.name, added, removed)
@@ -220,13 +246,11 @@ class ClusterMember(cache_module.CacheListener):
         """
         if records is None:
             records = {r['image_id']: r for r in self.jobs.all()}
-        used, now = 0, time.time()
-        for pin in self.db.pins_of_node(self.name):
+        now = time.time()
+        for pin, used, fits in self._budgeted(self.db.pins_of_node(self.name)):
             image_id, size = pin['image_id'], pin['size'] or 0
-            if pin['status'] != 'active':
-                continue
             record = records.get(image_id)
-            if used + size > self.budget:
+            if not fits:
                 reason = ('over the pin budget of node %s: pinned images before it take '
                           '%d of its %d bytes (pinned_max_size), this one needs %d'
                           % (self.name, used, self.budget, size))
@@ -237,7 +261,6 @@ class ClusterMember(cache_module.CacheListener):
                                              record and record['state'], job_queue.FAILED,
                                              pinned=True, size=size, reason=reason)
                 continue
-            used += size
             if self.cache.get(image_id) is not None:
                 continue
             if record is not None and record['state'] in job_queue.PENDING:

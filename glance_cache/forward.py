@@ -8,7 +8,14 @@ direct URL with the caller's own credentials, all at once. Each target
 authorizes the request itself, exactly as if the caller had come directly.
 A target that is down (no heartbeat for ``[cluster] node_timeout``) is not
 contacted; one that does not answer within ``[cluster] forward_timeout`` or
-answers an error is reported as such. No target can hold up the others.
+answers an error is reported as such. No target can hold up the others, and
+the answer comes within ``forward_timeout`` whatever the targets do.
+
+Passing requests on is itself a privilege (policy ``cache_forward``, admins
+by default), checked before anything else: it reveals the cluster's nodes
+and makes every one of them work. The targets then authorize the request
+as if the caller had come to them directly. Credentials go only to the
+targets' own URLs: environment proxies and redirects are not followed.
 
 The answer lists one outcome per target::
 
@@ -17,6 +24,7 @@ The answer lists one outcome per target::
 """
 
 import concurrent.futures
+import http.client
 import json
 import logging
 import urllib.error
@@ -95,11 +103,27 @@ def fan_out(req, targets, local, path=None):
             remote.append(i)
     if remote:
         request = _forwarded_request(req, svc.node, path)
-        with concurrent.futures.ThreadPoolExecutor(len(remote)) as pool:
+        pool = concurrent.futures.ThreadPoolExecutor(len(remote))
+        try:
             futures = {i: pool.submit(_send, targets[i], request, timeout) for i in remote}
+            concurrent.futures.wait(futures.values(), timeout=timeout + 1)
             for i, future in futures.items():
-                outcomes[i] = future.result()
+                outcomes[i] = _result(targets[i], future, timeout)
+        finally:
+            # A target still trickling its answer is left to its socket timeout.
+            pool.shutdown(wait=False, cancel_futures=True)
     return outcomes
+
+
+def _result(node, future, timeout):
+    if not future.done():
+        return _outcome(node, cluster.UP, None, False,
+                        'no answer from %s within %.0f s' % (node['url'], timeout))
+    try:
+        return future.result()
+    except Exception as exc:  # _send reports failures itself; this is a bug's guard
+        LOG.exception('Passing a request on to node %s failed', node['name'])
+        return _outcome(node, cluster.UP, None, False, 'failed: %s' % exc)
 
 
 def overall_status(outcomes, success):
@@ -140,24 +164,38 @@ def _forwarded_request(req, node_name, path=None):
     return req.method, path, headers
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Answer a redirect as the error it is here: credentials never follow one."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+# No proxy from the environment, no redirects: the caller's token goes to the
+# target's own URL and nowhere else.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+
+
 def _send(node, request, timeout):
     method, path, headers = request
     url = node['url'].rstrip('/') + path
     http_req = urllib.request.Request(url, method=method, headers=headers,
                                       data=b'' if method in ('PUT', 'POST') else None)
     try:
-        with urllib.request.urlopen(http_req, timeout=timeout) as resp:
+        with _OPENER.open(http_req, timeout=timeout) as resp:
             status, raw = resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         try:
             raw = exc.read() or b''
-        except OSError:
+        except (OSError, http.client.HTTPException):
             raw = b''
         finally:
             exc.close()
         return _outcome(node, cluster.UP, exc.code, False, _error_message(raw, exc.reason))
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, 'reason', exc)
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        # Refused, reset, timed out, or an answer that is no HTTP (a truncated
+        # body, a bad status line).
+        reason = getattr(exc, 'reason', None) or '%s: %s' % (type(exc).__name__, exc)
         LOG.warning('%s %s on node %s failed: %s', method, path, node['name'], reason)
         return _outcome(node, cluster.UP, None, False,
                         'no answer from %s: %s' % (node['url'], reason))

@@ -48,7 +48,9 @@ def on_targets(req, local, success, path=None):
     names = forward.requested_targets(req)
     if names is None:
         return None
-    svc = common.services(req)
+    # Before the names are looked at: who may not pass requests on learns nothing
+    # of the cluster, not even which names exist.
+    svc = authorize(req, 'cache_forward')
     outcomes = forward.fan_out(req, forward.resolve_targets(svc, names), local, path)
     return common.json_response({'nodes': outcomes},
                                 status=forward.overall_status(outcomes, success))

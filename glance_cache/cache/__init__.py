@@ -101,7 +101,10 @@ class CacheListener:
         """``image_ids`` left the cache (deleted, evicted or cleared)."""
 
     def pinned_ids(self):
-        """The ids eviction must keep: the images pinned to this node."""
+        """The ids eviction must keep: the images pinned to this node.
+
+        Called without the cache's lock held: it may read the database.
+        """
         return frozenset()
 
 
@@ -200,6 +203,7 @@ class ImageCache:
         """
         image_id = _check_id(image['id'])
         size = image.get('size') or 0
+        pinned = self.listener.pinned_ids()  # may read the database: not under the lock
         with self._lock:
             job = self._fills.get(image_id)
             if job is not None:
@@ -207,7 +211,7 @@ class ImageCache:
             if size > self.max_size:
                 raise CacheFull('Image %s (%d bytes) is larger than the whole cache '
                                 '(max_size %d bytes)' % (image_id, size, self.max_size))
-            self._make_room(size)
+            self._make_room(size, pinned)
             job = fill.FillJob(self, image)
             self._fills[image_id] = job
             self._reserved += size
@@ -222,15 +226,18 @@ class ImageCache:
             self._notify_removed()
         return job, True
 
-    def _make_room(self, size):
-        """Evict (lock held) so ``size`` more bytes fit; CacheFull if they cannot."""
+    def _make_room(self, size, pinned):
+        """Evict (lock held) so ``size`` more bytes fit; CacheFull if they cannot.
+
+        ``pinned`` ids are not evicted.
+        """
         used = self.driver.total_size() + self._reserved
         if used + size <= self.max_size:
             return
         # Down to the low watermark, or lower if the new image needs more room.
         target = max(min(self.low_watermark, self.max_size - size) - self._reserved, 0)
         committed = used - self._reserved
-        protected = self._protected()
+        protected = self._protected(pinned)
         for entry in evictor.choose_victims(self.driver.list(), committed - target,
                                             protected):
             self._evict(entry)
@@ -274,13 +281,14 @@ class ImageCache:
         job.discard_file()
 
     def fill_finished(self, job):
+        pinned = self.listener.pinned_ids()
         with self._lock:
             if self._fills.get(job.image_id) is job:
                 del self._fills[job.image_id]
                 self._reserved -= job.size or 0
             if self.driver.total_size() + self._reserved > self.max_size:
                 try:
-                    self._make_room(0)
+                    self._make_room(0, pinned)
                 except CacheFull as exc:
                     LOG.warning('Cache over its size after a fill: %s', exc)
         self._notify_removed()
@@ -304,9 +312,9 @@ class ImageCache:
 
     # -- removal ---------------------------------------------------------------
 
-    def _protected(self):
-        """Ids eviction must not touch (lock held): read, being filled, or pinned."""
-        return set(self._readers) | set(self._fills) | set(self.listener.pinned_ids())
+    def _protected(self, pinned):
+        """Ids eviction must not touch (lock held): read, being filled, or ``pinned``."""
+        return set(self._readers) | set(self._fills) | set(pinned)
 
     def _remove_committed(self, image_id):
         """Remove an entry (lock held); listeners hear of it at ``_notify_removed``."""
@@ -363,13 +371,14 @@ class ImageCache:
 
     def prune(self):
         """Evict down to the low watermark now; ``(files, bytes)`` evicted."""
+        pinned = self.listener.pinned_ids()
         with self._lock:
             committed = self.driver.total_size()
             target = max(self.low_watermark - self._reserved, 0)
             if committed <= target:
                 return 0, 0
             victims = evictor.choose_victims(self.driver.list(), committed - target,
-                                             self._protected())
+                                             self._protected(pinned))
             for entry in victims:
                 self._evict(entry)
         self._notify_removed()

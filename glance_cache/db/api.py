@@ -402,24 +402,32 @@ class Database:
                     _held.c.node_name == name,
                     _held.c.image_id.in_(image_ids[start:start + 500])))
 
-    def node_images_sync(self, name, present):
-        """Make the holdings of node ``name`` match ``present`` ({image id: size}).
+    def node_images_sync(self, name, snapshot):
+        """Make the holdings of node ``name`` match its cache.
 
+        ``snapshot()`` returns what the cache holds ({image id: size}); it is
+        taken after the recorded rows are read, so that a commit recorded
+        meanwhile by one of the node's processes is never removed as stale.
         Returns ``(added, removed)`` counts; both are 0 when nothing had drifted.
         """
         with self._read() as conn:
             recorded = dict(conn.execute(sa.select(_held.c.image_id, _held.c.size)
                                          .where(_held.c.node_name == name)).all())
+        present = snapshot()
         stale = [i for i in recorded if i not in present or recorded[i] != present[i]]
         missing = [i for i in present if i not in recorded or recorded[i] != present[i]]
         if stale:
             self.node_images_remove(name, stale)
-        if missing:
-            now = utcnow()
-            with self._write() as conn:
-                conn.execute(_held.insert(), [{'node_name': name, 'image_id': i,
-                                               'size': present[i], 'cached_at': now}
-                                              for i in missing])
+        now = utcnow()
+        with self._write() as conn:
+            for image_id in missing:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(_held.insert().values(
+                            node_name=name, image_id=image_id, size=present[image_id],
+                            cached_at=now))
+                except sa.exc.IntegrityError:
+                    pass  # recorded meanwhile by the process that committed it
         return len(missing), len(stale)
 
     def image_holders(self, image_id):
@@ -450,10 +458,16 @@ class Database:
                                         .where(_pins.c.image_id == image_id)).scalars())
             now = utcnow()
             for node_name in node_names:
-                if node_name not in existing:
-                    conn.execute(_pins.insert().values(image_id=image_id, node_name=node_name,
-                                                       created_at=now, created_by=created_by))
-                    added.append(node_name)
+                if node_name in existing:
+                    continue
+                try:
+                    with conn.begin_nested():
+                        conn.execute(_pins.insert().values(
+                            image_id=image_id, node_name=node_name, created_at=now,
+                            created_by=created_by))
+                except sa.exc.IntegrityError:
+                    continue  # pinned at the same moment by another request
+                added.append(node_name)
         return added
 
     def pin_remove(self, image_id, node_names=None):

@@ -44,6 +44,18 @@ rules = [
                     {'path': '/v2/cache/cluster/{node_name}', 'method': 'DELETE'}],
         scope_types=['project']),
     policy.DocumentedRuleDefault(
+        name='cache_forward',
+        check_str='rule:admin_required',
+        description='Pass a cache request on to other nodes of the cluster (the nodes '
+                    'query parameter). Checked on the receiving node before anything else; '
+                    'each target node then checks the request\'s own rule (cache_image, '
+                    'cache_delete, cache_list) as if the caller had come directly.',
+        operations=[{'path': CACHE_IMAGE + '?nodes=', 'method': 'PUT'},
+                    {'path': CACHE_IMAGE + '?nodes=', 'method': 'DELETE'},
+                    {'path': CACHE + '?nodes=', 'method': 'DELETE'},
+                    {'path': '/v2/cache/jobs/{image_id}?nodes=', 'method': 'GET'}],
+        scope_types=['project']),
+    policy.DocumentedRuleDefault(
         name='cache_pin',
         check_str='rule:admin_required',
         description='Pin an image to all nodes or named ones (kept cached, never evicted), '

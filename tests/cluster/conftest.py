@@ -19,6 +19,11 @@ class Cluster:
         self.db_url = db_url
         self.store_dir = os.path.join(self.workdir, 'images')
         self.nodes = {}
+        # Passing requests on is admin-only by default; opened here to members so
+        # that a target's own refusal of a member's forwarded request shows.
+        os.makedirs(self.workdir, exist_ok=True)
+        self.policy_file = helpers.policy_file(os.path.join(self.workdir, 'policy.yaml'),
+                                               {'cache_forward': 'role:reader'})
 
     def start_node(self, name, cache_options=None):
         options = {
@@ -26,6 +31,7 @@ class Cluster:
             'glance_store': {'filesystem_store_datadir': self.store_dir},
             'cluster': {'heartbeat_interval': str(HEARTBEAT_INTERVAL),
                         'node_timeout': str(NODE_TIMEOUT)},
+            'oslo_policy': {'policy_file': self.policy_file},
         }
         if cache_options:
             options['cache'] = {k: str(v) for k, v in cache_options.items()}

@@ -261,3 +261,63 @@ def test_deleting_an_image_drops_it_from_every_node(cluster):
                          'the deleted image to leave %s' % node.name)
     assert all(p['image_id'] != image_id
                for p in node1.request('GET', '/v2/cache/pins').json()['pins'])
+
+
+def test_a_peer_that_cuts_its_answer_short_is_reported_not_fatal(cluster):
+    """A node whose URL answers with a broken HTTP response fails alone; the rest is done."""
+    import datetime
+    import socket
+    import threading
+
+    import sqlalchemy as sa
+
+    from glance_cache.db import models
+
+    listener = socket.create_server(('127.0.0.1', 0))
+    stop = threading.Event()
+
+    def serve():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b'HTTP/1.1 202 Accepted\r\nContent-Length: 100\r\n\r\n{"cut')
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    engine = sa.create_engine(cluster.db_url)
+    later = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) + datetime.timedelta(
+        hours=1)
+    with engine.begin() as conn:  # a heartbeat from the future: up for the whole test
+        conn.execute(models.nodes.insert().values(
+            name='liar', url='http://127.0.0.1:%d' % listener.getsockname()[1],
+            started_at=later, heartbeat_at=later, max_size=10 ** 9,
+            pinned_max_size=10 ** 9, queued_jobs=0, failed_jobs=0, running='[]'))
+    node1 = cluster.nodes['node1']
+    image, _data = _image(cluster)
+    try:
+        resp = node1.request('PUT', '/v2/cache/%s?nodes=node1,liar' % image['id'])
+        assert resp.status_code == 207, resp.text
+        outcomes = _outcomes(resp)
+        assert outcomes['node1']['status'] == 202
+        assert outcomes['liar']['ok'] is False and outcomes['liar']['status'] is None
+        assert 'IncompleteRead' in outcomes['liar']['message']
+        # A pin is stored once, and answered as stored, whatever a target does.
+        resp = node1.request('PUT', '/v2/cache/pins/%s?nodes=node1,liar' % image['id'])
+        assert resp.status_code == 201, resp.text
+        assert {o['node']: o['ok'] for o in resp.json()['caching']} == {
+            'node1': True, 'liar': False}
+        assert node1.request('DELETE', '/v2/cache/pins/%s' % image['id']).status_code == 204
+    finally:
+        stop.set()
+        server.join()
+        with engine.begin() as conn:
+            conn.execute(models.image_pins.delete().where(
+                models.image_pins.c.node_name == 'liar'))
+            conn.execute(models.nodes.delete().where(models.nodes.c.name == 'liar'))
+        engine.dispose()
+        listener.close()

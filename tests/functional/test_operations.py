@@ -172,7 +172,14 @@ def test_healthcheck_reports_an_unreachable_database(tmp_path):
     try:
         assert requests.get(n.url + '/healthcheck', timeout=30).status_code == 200
         db.drop()  # WITH (FORCE): the node's connections are cut
-        resp = requests.get(n.url + '/healthcheck', timeout=30)
+        # The last result may be served for up to two seconds.
+
+        def unhealthy():
+            resp = requests.get(n.url + '/healthcheck', timeout=30)
+            # A list: a Response for a 5xx is falsy.
+            return [resp] if resp.status_code != 200 else None
+
+        [resp] = helpers.wait_for(unhealthy, 'the health check to notice')
         assert resp.status_code == 503, resp.text
         assert resp.text.startswith('database unreachable')
     finally:

@@ -176,3 +176,29 @@ def test_requested_targets(query, names):
 def test_requested_targets_must_name_something(query):
     with pytest.raises(errors.BadRequest):
         forward.requested_targets(webob.Request.blank('/v2/cache?' + query))
+
+
+def test_pins_past_the_budget_are_not_kept_from_eviction(setup):
+    member, db = setup, setup.db
+    datas = [os.urandom(300_000) for _ in range(2)]
+    first, second = (_image(db, d) for d in datas)
+    for image in (first, second):
+        db.pin_add(image['id'], [db_api.ALL_NODES])
+    member.pins_changed()
+    # The budget (500,000) holds the first pin only; the second was cached anyway.
+    assert member.pinned_ids() == {first['id']}
+    _fill(member.cache, first, datas[0])
+    _fill(member.cache, second, datas[1])
+    third = _image(db, os.urandom(500_000))
+    job, _ = member.cache.begin_fill(third)
+    job.cancel('not needed')
+    assert member.cache.get(first['id']) is not None
+    assert member.cache.get(second['id']) is None
+
+
+def test_pinning_again_adds_only_the_new_pins(setup):
+    db = setup.db
+    image = _image(db, os.urandom(10))
+    assert db.pin_add(image['id'], ['n1']) == ['n1']
+    assert db.pin_add(image['id'], ['n1', db_api.ALL_NODES]) == [db_api.ALL_NODES]
+    assert sorted(p['node_name'] for p in db.pin_list(image['id'])) == ['*', 'n1']

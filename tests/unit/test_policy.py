@@ -297,3 +297,20 @@ def test_json_policy_file_is_read(tmp_path):
 def test_get_enforcer_knows_every_rule():
     enforcer = policy.get_enforcer()
     assert {r.name for r in policies.list_rules()} <= set(enforcer.registered_rules)
+
+
+CACHE_RULES = ('cache_image', 'cache_list', 'cache_delete', 'manage_image_cache', 'cache_pin',
+               'cache_forward')
+
+
+@pytest.mark.parametrize('rule', CACHE_RULES)
+@pytest.mark.parametrize('who', sorted(CALLERS))
+def test_cache_rules_are_admin_only_by_default(enforcer, rule, who):
+    """Passing requests on to other nodes (cache_forward) included: it shows the cluster."""
+    target = policy.ImageTarget(image('public', owner=CALLERS[who].project_id))
+    assert enforcer.check(CALLERS[who], rule, target) is (who == 'admin')
+
+
+def test_every_cache_rule_is_in_that_list():
+    from glance_cache.policies import cache as cache_policies
+    assert {r.name for r in cache_policies.list_rules()} == set(CACHE_RULES)
