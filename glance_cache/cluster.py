@@ -274,13 +274,14 @@ class ClusterMember(cache_module.CacheListener):
                                      job_queue.QUEUED, pinned=True, size=size)
 
 
+def epoch(value):
+    """Epoch seconds of a naive UTC timestamp from the database (None stays None)."""
+    return value.replace(tzinfo=datetime.UTC).timestamp() if value else None
+
+
 def describe_node(node, timeout, now=None):
     """The cluster view of one node row (``Database.node_list``)."""
     now = now or db_api.utcnow()
-
-    def epoch(value):
-        return value.replace(tzinfo=datetime.UTC).timestamp() if value else None
-
     return {
         'name': node['name'],
         'url': node['url'],

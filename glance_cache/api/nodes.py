@@ -5,8 +5,6 @@ in this module waits for another node, except pinning, which also asks each
 target to cache the image at once (as ``PUT /v2/cache/{id}?nodes=...``).
 """
 
-import datetime
-
 from glance_cache import cluster, errors, forward
 from glance_cache.api import cache as cache_api
 from glance_cache.api import common
@@ -56,16 +54,12 @@ def forget_node(req, node_name):
     return common.empty_response()
 
 
-def _epoch(value):
-    return value.replace(tzinfo=datetime.UTC).timestamp()
-
-
 def _pin_views(pins):
     by_image = {}
     for pin in pins:
         view = by_image.setdefault(pin['image_id'], {
             'image_id': pin['image_id'], 'size': pin['size'], 'nodes': [],
-            'created_at': _epoch(pin['created_at']), 'created_by': pin['created_by']})
+            'created_at': cluster.epoch(pin['created_at']), 'created_by': pin['created_by']})
         view['nodes'].append(forward.ALL if pin['node_name'] == db_api.ALL_NODES
                              else pin['node_name'])
     return list(by_image.values())

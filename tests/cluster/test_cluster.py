@@ -1,8 +1,14 @@
 """Several nodes on one database and store, driven through any one of them."""
 
+import datetime
 import os
+import socket
+import threading
 import uuid
 
+import sqlalchemy as sa
+
+from glance_cache.db import models
 from tests import helpers
 from tests.cluster.conftest import NODE_TIMEOUT
 
@@ -265,14 +271,6 @@ def test_deleting_an_image_drops_it_from_every_node(cluster):
 
 def test_a_peer_that_cuts_its_answer_short_is_reported_not_fatal(cluster):
     """A node whose URL answers with a broken HTTP response fails alone; the rest is done."""
-    import datetime
-    import socket
-    import threading
-
-    import sqlalchemy as sa
-
-    from glance_cache.db import models
-
     listener = socket.create_server(('127.0.0.1', 0))
     stop = threading.Event()
 
