@@ -32,6 +32,8 @@ LOG = logging.getLogger(__name__)
 UP, DOWN = 'up', 'down'
 # Seconds a process trusts the pins it read last (eviction must not remove a pin).
 PINS_MAX_AGE = 1.0
+# Seconds the holdings recorder gathers changes before it writes them.
+RECORD_DELAY = 0.05
 
 
 def self_url(conf):
@@ -94,14 +96,14 @@ class ClusterMember(cache_module.CacheListener):
     # -- the cache's listener (any process of the node) --------------------------
 
     def entry_added(self, image_id, size):
-        self._record(self.db.node_images_add, image_id, size)
+        self._record({image_id: size})
 
     def entries_removed(self, image_ids):
-        self._record(self.db.node_images_remove, list(image_ids))
+        self._record(dict.fromkeys(image_ids))
 
-    def _record(self, write, *args):
-        """Have the recorder thread write a change, in the order the changes came."""
-        self._changes.put((write, args))
+    def _record(self, change):
+        """Have the recorder thread write a change ({image id: size, or None if gone})."""
+        self._changes.put(change)
         with self._recorder_lock:
             if self._recorder is None or not self._recorder.is_alive():
                 self._recorder = threading.Thread(target=self._write_changes,
@@ -109,18 +111,36 @@ class ClusterMember(cache_module.CacheListener):
                 self._recorder.start()
 
     def _write_changes(self):
+        """Write what changed, in order, RECORD_DELAY's worth in one transaction.
+
+        A burst of small fills commits a hundred entries a second; written one
+        by one, their rows cost the node more than the fills themselves.
+        """
         while True:
-            change = self._changes.get()
+            batch = [self._changes.get()]
+            deadline = time.monotonic() + RECORD_DELAY
+            while batch[-1] is not None:
+                remaining = deadline - time.monotonic()
+                try:
+                    batch.append(self._changes.get(timeout=remaining) if remaining > 0
+                                 else self._changes.get_nowait())
+                except queue.Empty:
+                    break
+            # A later change of an image overrides an earlier one.
+            net = {}
+            for change in batch:
+                net.update(change or {})
             try:
-                if change is None:
-                    return
-                write, args = change
-                write(self.name, *args)
+                if net:
+                    self.db.node_images_record(self.name, net)
             except Exception as exc:
                 LOG.warning('Could not record a change of what node %s holds (%s); the '
                             'next heartbeat records it', self.name, exc)
             finally:
-                self._changes.task_done()
+                for _ in batch:
+                    self._changes.task_done()
+            if None in batch:
+                return
 
     def wait_recorded(self):
         """Return once every change noted so far is written (or failed to be)."""

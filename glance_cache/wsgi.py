@@ -79,6 +79,8 @@ class Services:
             self.member.stop()
         if self.worker is not None:
             self.worker.stop()
+        if self.jobs is not None:
+            self.jobs.close()
         if self.cache is not None:
             self.cache.close()
 

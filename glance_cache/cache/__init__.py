@@ -25,9 +25,8 @@ import collections
 import logging
 import os
 import threading
-import uuid
 
-from glance_cache import errors, metrics
+from glance_cache import errors, ids, metrics
 from glance_cache.cache import drivers, evictor, fill
 
 LOG = logging.getLogger(__name__)
@@ -44,11 +43,8 @@ class CacheFull(errors.GlanceCacheError):
 
 
 def _check_id(image_id):
-    try:
-        if str(uuid.UUID(image_id)) == image_id:
-            return image_id
-    except (TypeError, ValueError, AttributeError):
-        pass
+    if ids.is_canonical(image_id):
+        return image_id
     raise errors.ImageNotFound(None)
 
 

@@ -9,10 +9,12 @@ read-modify-write holds ``queue/.lock`` (flock), so any process of the node
 may enqueue while one process drains. Pending records survive restarts: the
 next drainer resumes them.
 
-The drainer keeps the order of the pending records in memory and learns of
-new ones from a listing of ``queue/`` (names only), so claiming the next job
-costs one directory listing and one record read, however long the queue.
-FIFO order is the order of ``queued_at``.
+The drainer keeps the pending records in memory, in a heap ordered by
+``queued_at`` (FIFO). Records its own process writes go in as they are
+written; those written by the node's other processes are found by a listing
+of ``queue/`` (names only), made only when such a process said it queued
+something, or after a quiet poll interval. So claiming the next job costs
+one record read, however long the queue.
 
 Other processes wake the drainer through a datagram socket
 (``queue/wakeup.sock``); a wake-up that is lost costs at most the drainer's
@@ -21,12 +23,15 @@ poll interval.
 
 import contextlib
 import fcntl
+import heapq
 import json
 import os
 import socket
 import threading
 import time
 import uuid
+
+from glance_cache import ids
 
 QUEUED, CACHING, CACHED, FAILED = 'queued', 'caching', 'cached', 'failed'
 PENDING = (QUEUED, CACHING)
@@ -60,13 +65,6 @@ def log_transition(log, level, image_id, old, new, **details):
             ''.join(' ' + f for f in fields))
 
 
-def _is_image_id(name):
-    try:
-        return str(uuid.UUID(name)) == name
-    except ValueError:
-        return False
-
-
 def new_record(image_id, size, node):
     return {'image_id': image_id, 'state': QUEUED, 'size': size, 'bytes_done': 0,
             'queued_at': time.time(), 'started_at': None, 'finished_at': None,
@@ -86,22 +84,41 @@ class JobQueue:
         self.wakeup_path = os.path.join(self.dir, WAKEUP_SOCKET)
         # Set by the worker when this process drains: wake it without a socket.
         self.local_wakeup = None
-        # The drainer's view of pending records: id -> (queued_at, next_attempt_at).
+        # The drainer's view of the queued records: id -> (queued_at,
+        # next_attempt_at), and a heap of (queued_at, id) over it whose
+        # entries that no longer match are skipped when they come up.
+        # Kept only once this process has claimed: it is then the drainer.
         self._order = {}
+        self._heap = []
+        self._stale = True
+        self._claiming = False
+        # This process's descriptor of the lock file (flock belongs to an
+        # open file description: one per process, never inherited).
+        self._lock_fd = None
+        self._lock_pid = None
 
     @contextlib.contextmanager
     def locked(self):
         """Hold the queue's lock across the node's threads and processes."""
         with self._thread_lock:
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            if self._lock_pid != os.getpid():
+                self._lock_fd = os.open(self._lock_path,
+                                        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._lock_pid = os.getpid()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
             finally:
-                os.close(fd)
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def close(self):
+        with self._thread_lock:
+            if self._lock_fd is not None and self._lock_pid == os.getpid():
+                os.close(self._lock_fd)
+            self._lock_fd = self._lock_pid = None
 
     def _path(self, image_id, state):
-        if not _is_image_id(image_id):
+        if not ids.is_canonical(image_id):
             raise ValueError('not an image id: %r' % (image_id,))
         return os.path.join(self.dir if state in PENDING else self.done_dir, image_id)
 
@@ -123,7 +140,8 @@ class JobQueue:
         path = self._path(record['image_id'], record['state'])
         tmp = '%s.%s.tmp' % (path, uuid.uuid4().hex[:8])
         with open(tmp, 'w') as f:
-            json.dump(record, f)
+            # dumps, not dump: only the one-shot encoder is the C one.
+            f.write(json.dumps(record))
         os.replace(tmp, path)
         other = self._path(record['image_id'],
                            CACHED if record['state'] in PENDING else QUEUED)
@@ -131,11 +149,18 @@ class JobQueue:
             os.unlink(other)
         except FileNotFoundError:
             pass
+        self._track(record)
+
+    def _track(self, record):
+        """Note a record just written or found, in the drainer's process."""
+        if not self._claiming:
+            return  # not the drainer (yet): its first claim lists queue/
+        image_id = record['image_id']
         if record['state'] == QUEUED:
-            self._order[record['image_id']] = (record['queued_at'],
-                                               record['next_attempt_at'])
+            self._order[image_id] = (record['queued_at'], record['next_attempt_at'])
+            heapq.heappush(self._heap, (record['queued_at'], image_id))
         else:
-            self._order.pop(record['image_id'], None)
+            self._order.pop(image_id, None)
 
     def update(self, image_id, **changes):
         """Change fields of a record if it exists; return it, or None."""
@@ -162,12 +187,12 @@ class JobQueue:
 
     def pending_ids(self):
         """Ids of the queued and caching records (names only, nothing read)."""
-        return [name for name in os.listdir(self.dir) if _is_image_id(name)]
+        return [name for name in os.listdir(self.dir) if ids.is_canonical(name)]
 
     def _records(self, directory):
         records = []
         for name in os.listdir(directory):
-            if _is_image_id(name):
+            if ids.is_canonical(name):
                 record = self._load(os.path.join(directory, name))
                 if record is not None:
                     records.append(record)
@@ -211,15 +236,22 @@ class JobQueue:
             record.update(state=FAILED, last_error=reason, finished_at=time.time())
             self.put(record)
 
+    def mark_stale(self):
+        """Another process may have queued something: list ``queue/`` before the next claim."""
+        self._stale = True
+
     def _refresh_order(self):
         """Bring the in-memory order up to date with ``queue/`` (lock held)."""
+        if not self._stale:
+            return
+        self._stale = False
         names = set(self.pending_ids())
         for gone in set(self._order) - names:
             del self._order[gone]
         for name in names - set(self._order):
             record = self._load(os.path.join(self.dir, name))
             if record is not None and record['state'] == QUEUED:
-                self._order[name] = (record['queued_at'], record['next_attempt_at'])
+                self._track(record)
 
     def claim(self, now=None):
         """The oldest queued record that is due, marked caching; or None.
@@ -228,12 +260,17 @@ class JobQueue:
         """
         now = now or time.time()
         with self.locked():
+            self._claiming = True
             self._refresh_order()
-            next_due = None
-            for image_id, (_queued_at, due) in sorted(self._order.items(),
-                                                       key=lambda item: item[1][0]):
-                if due > now:
-                    next_due = due if next_due is None else min(next_due, due)
+            next_due, not_due, claimed = None, [], None
+            while self._heap and claimed is None:
+                queued_at, image_id = heapq.heappop(self._heap)
+                entry = self._order.get(image_id)
+                if entry is None or entry[0] != queued_at:
+                    continue  # gone, or queued again since: a newer entry stands for it
+                if entry[1] > now:
+                    next_due = entry[1] if next_due is None else min(next_due, entry[1])
+                    not_due.append((queued_at, image_id))
                     continue
                 record = self._load(os.path.join(self.dir, image_id))
                 if record is None or record['state'] != QUEUED:
@@ -242,8 +279,10 @@ class JobQueue:
                 record.update(state=CACHING, started_at=now, finished_at=None,
                               bytes_done=0, attempts=record['attempts'] + 1)
                 self.put(record)
-                return record, next_due
-            return None, next_due
+                claimed = record
+            for item in not_due:
+                heapq.heappush(self._heap, item)
+            return claimed, next_due
 
     def requeue_caching(self):
         """Return every caching record to queued (a new drainer resumes them)."""

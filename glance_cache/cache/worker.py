@@ -137,6 +137,7 @@ class CacheWorker:
                 continue
             except OSError:
                 return
+            self.jobs.mark_stale()
             self.wake()
 
     def wake(self):
@@ -177,7 +178,8 @@ class CacheWorker:
                 try:
                     self._wakeups.get(timeout=timeout)
                 except queue.Empty:
-                    pass
+                    # Quiet for a while: look for records whose wake-up was lost.
+                    self.jobs.mark_stale()
                 continue
             try:
                 self._process(record)

@@ -44,6 +44,30 @@ _pins = models.image_pins
 ALL_NODES = '*'
 
 
+def _one_image_query():
+    """One image with its properties and tags in a single round trip.
+
+    A row per property and per tag (``extra_kind`` 'p' or 't'), or one row
+    with NULL extras for an image that has neither. The id is matched inside
+    each branch of the union so that no database builds the whole union.
+    """
+    image_id = sa.bindparam('image_id')
+    extras = sa.union_all(
+        sa.select(sa.literal('p').label('kind'), _props.c.name.label('name'),
+                  _props.c.value.label('value')).where(_props.c.image_id == image_id),
+        sa.select(sa.literal('t').label('kind'), _tags.c.value.label('name'),
+                  sa.null().label('value')).where(_tags.c.image_id == image_id),
+    ).subquery('extras')
+    return (sa.select(_images, extras.c.kind.label('extra_kind'),
+                      extras.c.name.label('extra_name'), extras.c.value.label('extra_value'))
+            .select_from(_images.outerjoin(extras, sa.true()))
+            .where(_images.c.id == image_id))
+
+
+_ONE_IMAGE = _one_image_query()
+_IMAGE_COLUMNS = tuple(c.name for c in _images.columns)
+
+
 def utcnow():
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
@@ -167,19 +191,29 @@ class Database:
         tags = {i: [] for i in ids}
         for row in conn.execute(sa.select(_props).where(_props.c.image_id.in_(ids))):
             props[row.image_id][row.name] = row.value
-        for row in conn.execute(sa.select(_tags).where(_tags.c.image_id.in_(ids))
-                                .order_by(_tags.c.value)):
+        for row in conn.execute(sa.select(_tags).where(_tags.c.image_id.in_(ids))):
             tags[row.image_id].append(row.value)
         for img in images:
             img['properties'] = props[img['id']]
-            img['tags'] = tags[img['id']]
+            # Sorted here, not by the database, so that every backend's
+            # collation gives the same order (and _get the same as lists).
+            img['tags'] = sorted(tags[img['id']])
         return images
 
     def _get(self, conn, image_id):
-        rows = conn.execute(sa.select(_images).where(_images.c.id == image_id)).all()
+        rows = conn.execute(_ONE_IMAGE, {'image_id': image_id}).all()
         if not rows:
             raise errors.ImageNotFound(image_id)
-        return self._attach(conn, rows)[0]
+        first = rows[0]._mapping
+        image = {name: first[name] for name in _IMAGE_COLUMNS}
+        image['properties'], tags = {}, []
+        for row in rows:
+            if row.extra_kind == 'p':
+                image['properties'][row.extra_name] = row.extra_value
+            elif row.extra_kind == 't':
+                tags.append(row.extra_name)
+        image['tags'] = sorted(tags)
+        return image
 
     def image_get(self, image_id):
         """The image with ``image_id``; errors.ImageNotFound if there is none."""
@@ -385,22 +419,27 @@ class Database:
 
     # -- what each node holds ---------------------------------------------------
 
-    def node_images_add(self, name, image_id, size):
-        """Record that node ``name`` holds ``image_id`` now."""
-        with self._write() as conn:
-            conn.execute(_held.delete().where(_held.c.node_name == name,
-                                              _held.c.image_id == image_id))
-            conn.execute(_held.insert().values(node_name=name, image_id=image_id, size=size,
-                                               cached_at=utcnow()))
-
-    def node_images_remove(self, name, image_ids):
-        """Record that node ``name`` no longer holds ``image_ids``."""
-        image_ids = list(image_ids)
-        with self._write() as conn:
-            for start in range(0, len(image_ids), 500):
-                conn.execute(_held.delete().where(
-                    _held.c.node_name == name,
-                    _held.c.image_id.in_(image_ids[start:start + 500])))
+    def node_images_record(self, name, changes):
+        """Record what node ``name`` now holds: ``{image id: size, or None if gone}``."""
+        image_ids = list(changes)
+        now = utcnow()
+        rows = [{'node_name': name, 'image_id': image_id, 'size': size, 'cached_at': now}
+                for image_id, size in changes.items() if size is not None]
+        for attempt in (1, 2):
+            try:
+                with self._write() as conn:
+                    for start in range(0, len(image_ids), 500):
+                        conn.execute(_held.delete().where(
+                            _held.c.node_name == name,
+                            _held.c.image_id.in_(image_ids[start:start + 500])))
+                    if rows:
+                        conn.execute(_held.insert(), rows)
+                return
+            except sa.exc.IntegrityError:
+                # A row inserted meanwhile by another process (the heartbeat's
+                # repair): the second attempt deletes it first.
+                if attempt == 2:
+                    raise
 
     def node_images_sync(self, name, snapshot):
         """Make the holdings of node ``name`` match its cache.
@@ -417,7 +456,7 @@ class Database:
         stale = [i for i in recorded if i not in present or recorded[i] != present[i]]
         missing = [i for i in present if i not in recorded or recorded[i] != present[i]]
         if stale:
-            self.node_images_remove(name, stale)
+            self.node_images_record(name, dict.fromkeys(stale))
         now = utcnow()
         with self._write() as conn:
             for image_id in missing:

@@ -68,8 +68,8 @@ def test_heartbeat_repairs_holdings_that_drifted(setup):
     _fill(member.cache, image, data)
     member.wait_recorded()
     ghost = str(uuid.uuid4())
-    db.node_images_remove('n1', [image['id']])   # a write that was lost
-    db.node_images_add('n1', ghost, 5)           # and one that is wrong
+    db.node_images_record('n1', {image['id']: None})   # a write that was lost
+    db.node_images_record('n1', {ghost: 5})            # and one that is wrong
     member.beat()
     assert [n['name'] for n in db.image_holders(image['id'])] == ['n1']
     assert db.image_holders(ghost) == []

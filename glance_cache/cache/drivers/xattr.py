@@ -8,21 +8,14 @@ the same instant may count it once; access order stays right.
 
 import os
 import threading
-import uuid
 
+from glance_cache import ids
 from glance_cache.cache.drivers import base
 
 _PREFIX = 'user.glance_cache.'
 HITS = _PREFIX + 'hits'
 LAST_ACCESSED = _PREFIX + 'last_accessed'
 LAST_MODIFIED = _PREFIX + 'last_modified'
-
-
-def _is_image_id(name):
-    try:
-        return str(uuid.UUID(name)) == name
-    except ValueError:
-        return False
 
 
 class XattrDriver(base.CacheDriver):
@@ -77,7 +70,7 @@ class XattrDriver(base.CacheDriver):
         entries = []
         with os.scandir(self.cache_dir) as it:
             for item in it:
-                if item.is_file(follow_symlinks=False) and _is_image_id(item.name):
+                if item.is_file(follow_symlinks=False) and ids.is_canonical(item.name):
                     entry = self._read(item.name)
                     if entry is not None:
                         entries.append(entry)

@@ -1,0 +1,173 @@
+"""JobQueue: the durable per-node queue, as the drainer and the other processes see it.
+
+A second JobQueue over the same directory stands for another server process
+of the node: it shares the files and the lock, not the memory.
+"""
+
+import fcntl
+import multiprocessing
+import os
+import uuid
+
+import pytest
+
+from glance_cache.cache import queue as job_queue
+
+
+def new_id():
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def jobs(tmp_path):
+    q = job_queue.JobQueue(str(tmp_path), 'n1')
+    yield q
+    q.close()
+
+
+@pytest.fixture
+def other(tmp_path):
+    q = job_queue.JobQueue(str(tmp_path), 'n1')
+    yield q
+    q.close()
+
+
+def drain(jobs, now=None):
+    claimed = []
+    while True:
+        record, _ = jobs.claim(now)
+        if record is None:
+            return claimed
+        claimed.append(record['image_id'])
+
+
+def test_claims_in_the_order_queued_and_never_twice(jobs):
+    image_ids = [new_id() for _ in range(50)]
+    for image_id in image_ids:
+        jobs.enqueue(image_id, 10)
+    first, _ = jobs.claim()
+    assert first['image_id'] == image_ids[0]
+    assert first['state'] == job_queue.CACHING and first['attempts'] == 1
+    assert jobs.get(image_ids[0])['state'] == job_queue.CACHING
+    assert drain(jobs) == image_ids[1:]
+
+
+def test_a_repeated_enqueue_adds_nothing(jobs):
+    image_id = new_id()
+    record, added = jobs.enqueue(image_id, 10)
+    again, added_again = jobs.enqueue(image_id, 10)
+    assert added and not added_again
+    assert again['queued_at'] == record['queued_at']
+    assert drain(jobs) == [image_id]
+
+
+def test_records_of_another_process_are_claimed_once_it_says_so(jobs, other):
+    mine = new_id()
+    jobs.enqueue(mine, 1)
+    assert drain(jobs) == [mine]       # the drainer's first claim listed queue/
+    theirs = new_id()
+    other.enqueue(theirs, 1)           # its datagram is what mark_stale stands for
+    assert drain(jobs) == []
+    jobs.mark_stale()
+    assert drain(jobs) == [theirs]
+
+
+def test_a_record_removed_by_another_process_is_skipped(jobs, other):
+    image_ids = [new_id() for _ in range(3)]
+    for image_id in image_ids:
+        jobs.enqueue(image_id, 1)
+    assert jobs.claim()[0]['image_id'] == image_ids[0]
+    assert other.remove(image_ids[1])
+    assert drain(jobs) == [image_ids[2]]
+
+
+def test_a_job_queued_again_keeps_one_place(jobs):
+    a, b = new_id(), new_id()
+    jobs.enqueue(a, 1)
+    jobs.enqueue(b, 1)
+    assert jobs.claim()[0]['image_id'] == a
+    # A retry puts the record back as queued, due now, with its queued_at.
+    jobs.update(a, state=job_queue.QUEUED)
+    assert drain(jobs) == [a, b]
+
+
+def test_a_retry_waits_until_it_is_due_and_the_rest_go_first(jobs):
+    a, b = new_id(), new_id()
+    jobs.enqueue(a, 1)
+    jobs.enqueue(b, 1)
+    record, _ = jobs.claim(now=1000.0)
+    assert record['image_id'] == a
+    jobs.update(a, state=job_queue.QUEUED, next_attempt_at=2000.0)
+    record, next_due = jobs.claim(now=1500.0)
+    assert record['image_id'] == b and next_due == 2000.0
+    assert jobs.claim(now=1600.0) == (None, 2000.0)
+    record, _ = jobs.claim(now=2000.0)
+    assert record['image_id'] == a and record['attempts'] == 2
+
+
+def test_a_new_drainer_resumes_what_the_last_one_was_caching(jobs, tmp_path):
+    image_id = new_id()
+    jobs.enqueue(image_id, 1)
+    jobs.claim()
+    successor = job_queue.JobQueue(str(tmp_path), 'n1')
+    try:
+        successor.requeue_caching()
+        record = successor.get(image_id)
+        assert record['state'] == job_queue.QUEUED and record['attempts'] == 0
+        assert drain(successor) == [image_id]
+    finally:
+        successor.close()
+
+
+def test_clear_keeps_what_it_is_told_to(jobs):
+    keep, drop, done = new_id(), new_id(), new_id()
+    for image_id in (keep, drop, done):
+        jobs.enqueue(image_id, 1)
+    jobs.update(done, state=job_queue.CACHED)
+    removed = jobs.clear((job_queue.QUEUED,), keep={keep})
+    assert removed == [drop]
+    assert jobs.get(done)['state'] == job_queue.CACHED
+    assert drain(jobs) == [keep]
+
+
+def test_pending_ids_lists_only_canonical_names(jobs):
+    image_id = new_id()
+    jobs.enqueue(image_id, 1)
+    for stray in ('notes.txt', image_id.upper(), image_id + '.tmp', '.lock'):
+        open(os.path.join(jobs.dir, stray), 'w').close()
+    assert jobs.pending_ids() == [image_id]
+
+
+def test_record_paths_are_built_from_image_ids_only(jobs):
+    for bad in ('../x', '', 'a' * 36, '/etc/passwd'):
+        with pytest.raises(ValueError):
+            jobs.get(bad)
+
+
+def _hold_lock(directory, held, release):
+    q = job_queue.JobQueue(directory, 'n1')
+    with q.locked():
+        held.set()
+        release.wait(10)
+
+
+def test_the_lock_excludes_other_processes(jobs, tmp_path):
+    jobs.enqueue(new_id(), 1)   # this process has its lock descriptor open already
+    ctx = multiprocessing.get_context('spawn')
+    held, release = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_hold_lock, args=(str(tmp_path), held, release))
+    child.start()
+    try:
+        assert held.wait(10)
+        probe = os.open(os.path.join(jobs.dir, '.lock'), os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(probe)
+    finally:
+        release.set()
+        child.join(10)
+    assert child.exitcode == 0
+    with jobs.locked():   # and is free again once the child let go
+        pass
