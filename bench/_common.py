@@ -99,7 +99,7 @@ def timed(command, **kwargs):
     return time.perf_counter() - start
 
 
-def wait_cached(node, image_id, timeout=3600):
+def wait_cached(node, image_id, timeout=3600, interval=0.01):
     def job():
         resp = node.request('GET', '/v2/cache/jobs/%s' % image_id)
         record = resp.json() if resp.status_code == 200 else {}
@@ -111,7 +111,7 @@ def wait_cached(node, image_id, timeout=3600):
             return record
         return None
     return helpers.wait_for(job, 'image %s to be cached' % image_id, timeout=timeout,
-                            interval=0.01)
+                            interval=interval)
 
 
 def sha512_of(path):
