@@ -12,9 +12,10 @@ next drainer resumes them.
 The drainer keeps the pending records in memory, in a heap ordered by
 ``queued_at`` (FIFO). Records its own process writes go in as they are
 written; those written by the node's other processes are found by a listing
-of ``queue/`` (names only), made only when such a process said it queued
-something, or after a quiet poll interval. So claiming the next job costs
-one record read, however long the queue.
+of ``queue/`` (names only), made when such a process said it queued
+something, and at least every ``LIST_INTERVAL`` seconds in case the word
+was lost. So claiming the next job costs one record read, however long the
+queue.
 
 Other processes wake the drainer through a datagram socket
 (``queue/wakeup.sock``); a wake-up that is lost costs at most the drainer's
@@ -39,6 +40,8 @@ DONE = (CACHED, FAILED)
 STATES = (QUEUED, CACHING, CACHED, FAILED)
 
 WAKEUP_SOCKET = 'wakeup.sock'
+# Longest time between two listings of queue/ by the drainer.
+LIST_INTERVAL = 1.0
 # Not a state of a record: what a job becomes when it is deleted or cleared.
 REMOVED = 'removed'
 
@@ -91,6 +94,7 @@ class JobQueue:
         self._order = {}
         self._heap = []
         self._stale = True
+        self._listed_at = 0.0
         self._claiming = False
         # This process's descriptor of the lock file (flock belongs to an
         # open file description: one per process, never inherited).
@@ -242,9 +246,10 @@ class JobQueue:
 
     def _refresh_order(self):
         """Bring the in-memory order up to date with ``queue/`` (lock held)."""
-        if not self._stale:
+        now = time.monotonic()
+        if not self._stale and now - self._listed_at < LIST_INTERVAL:
             return
-        self._stale = False
+        self._stale, self._listed_at = False, now
         names = set(self.pending_ids())
         for gone in set(self._order) - names:
             del self._order[gone]

@@ -61,7 +61,8 @@ def test_a_repeated_enqueue_adds_nothing(jobs):
     assert drain(jobs) == [image_id]
 
 
-def test_records_of_another_process_are_claimed_once_it_says_so(jobs, other):
+def test_records_of_another_process_are_claimed_once_it_says_so(jobs, other, monkeypatch):
+    monkeypatch.setattr(job_queue, 'LIST_INTERVAL', 3600.0)
     mine = new_id()
     jobs.enqueue(mine, 1)
     assert drain(jobs) == [mine]       # the drainer's first claim listed queue/
@@ -69,6 +70,18 @@ def test_records_of_another_process_are_claimed_once_it_says_so(jobs, other):
     other.enqueue(theirs, 1)           # its datagram is what mark_stale stands for
     assert drain(jobs) == []
     jobs.mark_stale()
+    assert drain(jobs) == [theirs]
+
+
+def test_records_of_another_process_are_found_even_if_the_word_is_lost(jobs, other,
+                                                                      monkeypatch):
+    monkeypatch.setattr(job_queue, 'LIST_INTERVAL', 3600.0)
+    jobs.enqueue(new_id(), 1)
+    drain(jobs)
+    theirs = new_id()
+    other.enqueue(theirs, 1)
+    assert drain(jobs) == []
+    monkeypatch.setattr(job_queue, 'LIST_INTERVAL', 0.0)   # as if the interval had passed
     assert drain(jobs) == [theirs]
 
 
