@@ -18,6 +18,7 @@ from oslo_log import log as logging
 
 from glance_cache import cache, cluster, deploy, policy, store
 from glance_cache import conf as gc_conf
+from glance_cache.api import cache as cache_api
 from glance_cache.api import metrics as metrics_api
 from glance_cache.cache import queue as job_queue
 from glance_cache.cache import worker
@@ -41,6 +42,7 @@ class Services:
         self.store = store.ImageStore(conf)
         self.policy = policy.Enforcer(conf)
         self.cache = self.jobs = self.worker = self.member = self.exporter = None
+        self.cache_listing = cache_api.CachedListing()
         self.node = conf.node_name or socket.gethostname()
         if conf.cache.enabled:
             self.cache = cache.ImageCache(conf)

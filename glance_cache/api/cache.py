@@ -9,6 +9,7 @@ only, unless the request names target nodes with ``?nodes=all`` or
 and the answer lists each node's outcome.
 """
 
+import json
 import logging
 
 from glance_cache import errors, forward
@@ -29,15 +30,47 @@ def authorize(req, action, target=None):
     return svc
 
 
+class CachedListing:
+    """The encoded ``cached_images`` of GET /v2/cache, reused while no entry changed.
+
+    Encoding ten thousand entries costs about as much as reading them; a
+    listing polled while nothing is committed, evicted or read is served from
+    the last encoding. Whether anything changed, in any process of the node,
+    is the cache driver's ``version()``; a driver that cannot tell gets a
+    fresh listing every time.
+    """
+
+    def __init__(self):
+        self._last = None   # (version, encoded entries, their ids)
+
+    def get(self, cache):
+        """``(JSON text of the entries, frozenset of their ids)``."""
+        # Read before the entries: a change after this makes the next
+        # version differ, so a listing is never reused past a change.
+        version = cache.version()
+        last = self._last
+        if version is not None and last is not None and last[0] == version:
+            return last[1], last[2]
+        entries = cache.list()
+        text = json.dumps([{'image_id': e.image_id, 'hits': e.hits,
+                            'last_accessed': e.last_accessed,
+                            'last_modified': e.last_modified, 'size': e.size}
+                           for e in entries])
+        ids = frozenset(e.image_id for e in entries)
+        if version is not None:
+            # Threads racing here may store an older listing last: its
+            # version then differs from the next one read, so it is not reused.
+            self._last = (version, text, ids)
+        return text, ids
+
+
 def list_cache(req):
     """GET /v2/cache: cached entries and queued image ids."""
     svc = authorize(req, 'cache_list')
-    cached = [{'image_id': e.image_id, 'hits': e.hits, 'last_accessed': e.last_accessed,
-               'last_modified': e.last_modified, 'size': e.size}
-              for e in svc.cache.list()]
-    cached_ids = {e['image_id'] for e in cached}
+    cached, cached_ids = svc.cache_listing.get(svc.cache)
     queued = [image_id for image_id in svc.jobs.pending_ids() if image_id not in cached_ids]
-    return common.json_response({'cached_images': cached, 'queued_images': queued})
+    return common.encoded_json_response('{"cached_images": %s, "queued_images": %s}'
+                                        % (cached, json.dumps(queued)))
 
 
 def on_targets(req, local, success, path=None):

@@ -20,8 +20,13 @@ def request_context(req):
 
 
 def json_response(body, status=200, headers=None):
+    return encoded_json_response(json.dumps(body), status, headers)
+
+
+def encoded_json_response(text, status=200, headers=None):
+    """A response whose body is ``text``, JSON already encoded."""
     resp = webob.Response(status=status, content_type='application/json', charset='utf-8')
-    resp.body = json.dumps(body).encode('utf-8')
+    resp.body = text.encode('utf-8')
     for name, value in (headers or {}).items():
         resp.headers[name] = value
     return resp

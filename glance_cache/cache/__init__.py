@@ -157,6 +157,10 @@ class ImageCache:
     def list(self):
         return self.driver.list()
 
+    def version(self):
+        """Changes whenever an entry does (see CacheDriver.version); None if unknown."""
+        return self.driver.version()
+
     def total_size(self):
         return self.driver.total_size()
 

@@ -441,6 +441,48 @@ def test_delete_served_by_another_process_is_never_cached(sqlite_node_factory, s
             assert job(node, image['id']) is None
 
 
+def _session_served_by(node, pid):
+    for _ in range(50):
+        session = requests.Session()
+        resp = session.get(node.url + '/v2/cache', headers=ADMIN, timeout=60)
+        if _served_by(node, resp) == pid:
+            return session
+        session.close()
+    pytest.fail('no connection went to process %s' % pid)
+
+
+def test_listing_shows_what_another_process_changed(sqlite_node_factory):
+    """Each process reuses its last encoded listing until an entry changes; a
+    change made by the node's other process counts too."""
+    node = sqlite_node_factory({'DEFAULT': {'workers': '2'}})
+    drainer = helpers.wait_for(
+        lambda: re.search(r"Process (\d+) is this node's caching worker", node.log()),
+        'a caching worker').group(1)
+    data = os.urandom(4096)
+    image = node.create_active_image(data)
+    with _session_not_served_by(node, drainer) as lister, \
+            _session_served_by(node, drainer) as changer:
+        def entries():
+            resp = lister.get(node.url + '/v2/cache', headers=ADMIN, timeout=60)
+            assert resp.status_code == 200, resp.text
+            return {e['image_id']: e for e in resp.json()['cached_images']}
+
+        assert image['id'] not in entries()
+        put(node, image['id'])
+        wait_cached(node, image['id'])
+        assert entries()[image['id']]['hits'] == 0
+        for hits in (1, 2):
+            resp = changer.get('%s/v2/images/%s/file' % (node.url, image['id']),
+                               headers=ADMIN, timeout=60)
+            assert resp.content == data
+            assert entries()[image['id']]['hits'] == hits
+            assert entries()[image['id']]['hits'] == hits   # and again, reused
+        resp = changer.delete('%s/v2/cache/%s' % (node.url, image['id']), headers=ADMIN,
+                              timeout=60)
+        assert resp.status_code == 204, resp.text
+        assert image['id'] not in entries()
+
+
 def test_deleting_the_image_cancels_its_fill(cache_node, store):
     image, served, _ = http_image(cache_node, store, 6 * MiB, [hold(5 * MiB)])
     try:

@@ -77,6 +77,14 @@ class CacheDriver(abc.ABC):
         """Bytes held by committed entries."""
         return sum(entry.size for entry in self.list())
 
+    def version(self):
+        """A value that changes whenever any entry changes, in any process; or None.
+
+        None (the default) means the driver cannot tell, and callers must not
+        reuse anything derived from an earlier ``list()``.
+        """
+        return None
+
     def close(self):
         """Release what the driver holds open (nothing, unless a driver says so)."""
         return None

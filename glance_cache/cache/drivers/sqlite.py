@@ -26,6 +26,9 @@ class SqliteDriver(base.CacheDriver):
         super().__init__(cache_dir)
         self.path = os.path.join(cache_dir, DB_NAME)
         self._lock = threading.Lock()
+        # Writes through this connection: SQLite's data_version counts only
+        # the other connections' commits.
+        self._writes = 0
         self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                      check_same_thread=False)
         self._conn.execute('PRAGMA journal_mode=WAL')
@@ -36,12 +39,21 @@ class SqliteDriver(base.CacheDriver):
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    def _write(self, sql, params=()):
+        with self._lock:
+            self._writes += 1
+            self._conn.execute(sql, params)
+
+    def version(self):
+        with self._lock:
+            return (self._conn.execute('PRAGMA data_version').fetchone()[0], self._writes)
+
     def before_commit(self, path, image_id, size):
         pass
 
     def after_commit(self, image_id, size):
         now = self.now()
-        self._execute('INSERT OR REPLACE INTO cached_images '
+        self._write('INSERT OR REPLACE INTO cached_images '
                       '(image_id, size, hits, last_accessed, last_modified) '
                       'VALUES (?, ?, 0, ?, ?)', (image_id, size, now, now))
 
@@ -56,11 +68,11 @@ class SqliteDriver(base.CacheDriver):
             'SELECT image_id, size, hits, last_accessed, last_modified FROM cached_images')]
 
     def hit(self, image_id):
-        self._execute('UPDATE cached_images SET hits = hits + 1, last_accessed = ? '
+        self._write('UPDATE cached_images SET hits = hits + 1, last_accessed = ? '
                       'WHERE image_id = ?', (self.now(), image_id))
 
     def forget(self, image_id):
-        self._execute('DELETE FROM cached_images WHERE image_id = ?', (image_id,))
+        self._write('DELETE FROM cached_images WHERE image_id = ?', (image_id,))
 
     def total_size(self):
         return self._execute('SELECT COALESCE(SUM(size), 0) FROM cached_images')[0][0]

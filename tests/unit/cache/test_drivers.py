@@ -85,3 +85,34 @@ def test_reconcile_adopts_files_and_drops_orphans(driver):
     driver.reconcile({kept: 7, adopted: 5})
     assert {e.image_id: e.size for e in driver.list()} == {kept: 7, adopted: 5}
     assert driver.total_size() == 12
+
+
+def test_version_changes_with_every_change_in_any_process(driver, tmp_path, driver_name):
+    """version() is None (cannot tell) or differs after each change, whoever made it."""
+    other = drivers.load(driver_name, str(tmp_path))   # as another process would
+    try:
+        if driver.version() is None:
+            assert other.version() is None
+            return
+        seen = [driver.version()]
+
+        def changed():
+            now = driver.version()
+            assert now not in seen
+            seen.append(now)
+
+        image_id = _commit(driver)
+        changed()
+        driver.hit(image_id)
+        changed()
+        other.hit(image_id)
+        changed()
+        other_id = _commit(other)
+        changed()
+        assert driver.version() == seen[-1]   # and stays put while nothing changes
+        other.forget(other_id)
+        changed()
+        driver.forget(image_id)
+        changed()
+    finally:
+        other.close()
