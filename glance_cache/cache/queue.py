@@ -93,8 +93,7 @@ class JobQueue:
         # Kept only once this process has claimed: it is then the drainer.
         self._order = {}
         self._heap = []
-        self._stale = True
-        self._listed_at = 0.0
+        self._listed_at = float('-inf')
         self._claiming = False
         # This process's descriptor of the lock file (flock belongs to an
         # open file description: one per process, never inherited).
@@ -242,14 +241,15 @@ class JobQueue:
 
     def mark_stale(self):
         """Another process may have queued something: list ``queue/`` before the next claim."""
-        self._stale = True
+        self._listed_at = float('-inf')
 
     def _refresh_order(self):
         """Bring the in-memory order up to date with ``queue/`` (lock held)."""
         now = time.monotonic()
-        if not self._stale and now - self._listed_at < LIST_INTERVAL:
+        if now - self._listed_at < LIST_INTERVAL:
             return
-        self._stale, self._listed_at = False, now
+        # Set before listing: a mark_stale() from now on forces the next listing.
+        self._listed_at = now
         names = set(self.pending_ids())
         for gone in set(self._order) - names:
             del self._order[gone]

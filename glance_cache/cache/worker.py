@@ -178,8 +178,7 @@ class CacheWorker:
                 try:
                     self._wakeups.get(timeout=timeout)
                 except queue.Empty:
-                    # Quiet for a while: look for records whose wake-up was lost.
-                    self.jobs.mark_stale()
+                    pass
                 continue
             try:
                 self._process(record)

@@ -455,18 +455,10 @@ class Database:
         present = snapshot()
         stale = [i for i in recorded if i not in present or recorded[i] != present[i]]
         missing = [i for i in present if i not in recorded or recorded[i] != present[i]]
-        if stale:
-            self.node_images_record(name, dict.fromkeys(stale))
-        now = utcnow()
-        with self._write() as conn:
-            for image_id in missing:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(_held.insert().values(
-                            node_name=name, image_id=image_id, size=present[image_id],
-                            cached_at=now))
-                except sa.exc.IntegrityError:
-                    pass  # recorded meanwhile by the process that committed it
+        changes = dict.fromkeys(stale)
+        changes.update((image_id, present[image_id]) for image_id in missing)
+        if changes:
+            self.node_images_record(name, changes)
         return len(missing), len(stale)
 
     def image_holders(self, image_id):

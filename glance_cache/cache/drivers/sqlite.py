@@ -54,8 +54,8 @@ class SqliteDriver(base.CacheDriver):
     def after_commit(self, image_id, size):
         now = self.now()
         self._write('INSERT OR REPLACE INTO cached_images '
-                      '(image_id, size, hits, last_accessed, last_modified) '
-                      'VALUES (?, ?, 0, ?, ?)', (image_id, size, now, now))
+                    '(image_id, size, hits, last_accessed, last_modified) '
+                    'VALUES (?, ?, 0, ?, ?)', (image_id, size, now, now))
 
     def get(self, image_id):
         rows = self._execute('SELECT image_id, size, hits, last_accessed, last_modified '
@@ -69,7 +69,7 @@ class SqliteDriver(base.CacheDriver):
 
     def hit(self, image_id):
         self._write('UPDATE cached_images SET hits = hits + 1, last_accessed = ? '
-                      'WHERE image_id = ?', (self.now(), image_id))
+                    'WHERE image_id = ?', (self.now(), image_id))
 
     def forget(self, image_id):
         self._write('DELETE FROM cached_images WHERE image_id = ?', (image_id,))
