@@ -4,8 +4,10 @@ Benchmarks print ratios against a reference measured in the same run on the
 same file, so that figures from different machines can be compared.
 """
 
+import atexit
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,9 +23,16 @@ MIB = 1024 * 1024
 
 
 def workdir(prefix):
-    """A scratch directory on the same file system as the project."""
+    """A scratch directory, removed when the script exits.
+
+    The parts write images of gigabytes; left behind, a few runs fill the
+    disk. Set GLANCE_CACHE_BENCH_KEEP=1 to keep it for a look afterwards.
+    """
     base = os.environ.get('GLANCE_CACHE_BENCH_DIR') or tempfile.gettempdir()
-    return tempfile.mkdtemp(prefix=prefix, dir=base)
+    directory = tempfile.mkdtemp(prefix=prefix, dir=base)
+    if not os.environ.get('GLANCE_CACHE_BENCH_KEEP'):
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
 
 
 def make_file(path, size_mib):
