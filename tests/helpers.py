@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 
@@ -124,28 +123,33 @@ class Node:
     def start(self):
         os.makedirs(self.workdir, exist_ok=True)
         self.write_config()
-        log = open(self.log_path, 'ab')
-        self.proc = subprocess.Popen(
-            [API_COMMAND, '--config-file', self.config_path, *self.server_args],
-            cwd=self.workdir, stdout=log, stderr=subprocess.PIPE, start_new_session=True)
-        found = threading.Event()
+        # The server writes its log straight to the file: a pipe read by this
+        # process would tie the server's pace to this process's threads.
+        with open(self.log_path, 'ab') as log:
+            start_offset = log.tell()
+            self.proc = subprocess.Popen(
+                [API_COMMAND, '--config-file', self.config_path, *self.server_args],
+                cwd=self.workdir, stdout=log, stderr=log, start_new_session=True)
 
-        def pump():
-            for raw in self.proc.stderr:
-                log.write(raw)
-                log.flush()
-                match = LISTENING.search(raw.decode('utf-8', 'replace'))
-                if match and not found.is_set():
-                    self.url = match.group(1)
-                    found.set()
-            log.close()
+        def listening():
+            with open(self.log_path, 'rb') as f:
+                f.seek(start_offset)
+                match = LISTENING.search(f.read().decode('utf-8', 'replace'))
+            if match:
+                self.url = match.group(1)
+                return True
+            if self.proc.poll() is not None:
+                raise RuntimeError('glance-cache-api exited with status %s:\n%s'
+                                   % (self.proc.returncode, self.log()))
+            return False
 
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while not found.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError('glance-cache-api did not start:\n%s' % self.log())
+        try:
+            wait_for(listening, 'glance-cache-api to listen', timeout=START_TIMEOUT,
+                     interval=0.02, error=RuntimeError)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError('glance-cache-api did not start: %s\n%s'
+                               % (exc, self.log())) from None
         wait_for(lambda: self._answers(), 'the node to answer', timeout=START_TIMEOUT)
         return self
 
