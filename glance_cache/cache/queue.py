@@ -6,8 +6,9 @@ record moves to ``queue/done/<image id>`` (state ``cached`` or ``failed``).
 A record holds the state, attempts, times, bytes done and last error.
 Records are replaced atomically (write, then rename), and every
 read-modify-write holds ``queue/.lock`` (flock), so any process of the node
-may enqueue while one process drains. Pending records survive restarts: the
-next drainer resumes them.
+may change them while one process drains. Queuing takes no lock: a new
+record is hard-linked into place, which fails if the image is pending
+already. Pending records survive restarts: the next drainer resumes them.
 
 The drainer keeps the pending records in memory, in a heap ordered by
 ``queued_at`` (FIFO). Records its own process writes go in as they are
@@ -40,6 +41,9 @@ DONE = (CACHED, FAILED)
 STATES = (QUEUED, CACHING, CACHED, FAILED)
 
 WAKEUP_SOCKET = 'wakeup.sock'
+# Records being written; such a file older than TMP_MAX_AGE was left by a crash.
+TMP_SUFFIX = '.tmp'
+TMP_MAX_AGE = 60.0
 # Longest time between two listings of queue/ by the drainer.
 LIST_INTERVAL = 1.0
 # Not a state of a record: what a job becomes when it is deleted or cleared.
@@ -138,20 +142,29 @@ class JobQueue:
         return (self._load(self._path(image_id, QUEUED))
                 or self._load(self._path(image_id, CACHED)))
 
-    def put(self, record):
-        """Write ``record`` atomically where its state belongs (callers hold ``locked()``)."""
-        path = self._path(record['image_id'], record['state'])
-        tmp = '%s.%s.tmp' % (path, uuid.uuid4().hex[:8])
+    def _write_tmp(self, path, record):
+        """``record`` in a new file beside ``path``, to be renamed or linked there."""
+        tmp = '%s.%s%s' % (path, uuid.uuid4().hex[:8], TMP_SUFFIX)
         with open(tmp, 'w') as f:
             # dumps, not dump: only the one-shot encoder is the C one.
             f.write(json.dumps(record))
-        os.replace(tmp, path)
-        other = self._path(record['image_id'],
-                           CACHED if record['state'] in PENDING else QUEUED)
-        try:
-            os.unlink(other)
-        except FileNotFoundError:
-            pass
+        return tmp
+
+    def put(self, record, drop_other=True):
+        """Write ``record`` atomically where its state belongs (callers hold ``locked()``).
+
+        The image's record in the other directory is removed, unless
+        ``drop_other`` is false.
+        """
+        path = self._path(record['image_id'], record['state'])
+        os.replace(self._write_tmp(path, record), path)
+        if drop_other:
+            other = self._path(record['image_id'],
+                               CACHED if record['state'] in PENDING else QUEUED)
+            try:
+                os.unlink(other)
+            except FileNotFoundError:
+                pass
         self._track(record)
 
     def _track(self, record):
@@ -206,8 +219,14 @@ class JobQueue:
         return sorted(self._records(self.dir), key=lambda r: (r['queued_at'], r['image_id']))
 
     def all(self):
-        """Every record, oldest queued first."""
-        records = self._records(self.dir) + self._records(self.done_dir)
+        """Every record, oldest queued first.
+
+        An image with a pending record shows only that one: a finished record
+        of an earlier job can linger beside it for a moment (see enqueue).
+        """
+        records = self._records(self.dir)
+        pending = {r['image_id'] for r in records}
+        records += [r for r in self._records(self.done_dir) if r['image_id'] not in pending]
         records.sort(key=lambda r: (r['queued_at'], r['image_id']))
         return records
 
@@ -217,13 +236,36 @@ class JobQueue:
         Returns ``(record, added)``. A failed record, or a cached one whose
         entry has left the cache (the caller checks the cache first), is
         queued afresh.
+
+        Takes no lock: the new record is written aside and hard-linked into
+        place, and the link fails if a pending record is there already. So
+        a burst of PUTs does not queue up behind the drainer, which holds
+        the lock across each commit.
         """
-        with self.locked():
-            record = self._load(self._path(image_id, QUEUED))
-            if record is not None:
-                return record, False
-            record = new_record(image_id, size, self.node)
-            self.put(record)
+        path = self._path(image_id, QUEUED)
+        record = self._load(path)
+        if record is not None:
+            return record, False
+        record = new_record(image_id, size, self.node)
+        tmp = self._write_tmp(path, record)
+        try:
+            while True:
+                try:
+                    os.link(tmp, path)
+                    break
+                except FileExistsError:
+                    existing = self._load(path)
+                    if existing is not None:
+                        return existing, False
+                    # Removed in between: try again to be the one that queues it.
+        finally:
+            os.unlink(tmp)
+        try:
+            os.unlink(self._path(image_id, CACHED))
+        except FileNotFoundError:
+            pass
+        with self._thread_lock:
+            self._track(record)
         self.wake()
         return record, True
 
@@ -237,7 +279,9 @@ class JobQueue:
                 return
             record = new_record(image_id, size, self.node)
             record.update(state=FAILED, last_error=reason, finished_at=time.time())
-            self.put(record)
+            # There was no pending record a moment ago; one enqueued since
+            # (enqueue takes no lock) must stay.
+            self.put(record, drop_other=False)
 
     def mark_stale(self):
         """Another process may have queued something: list ``queue/`` before the next claim."""
@@ -290,19 +334,36 @@ class JobQueue:
             return claimed, next_due
 
     def requeue_caching(self):
-        """Return every caching record to queued (a new drainer resumes them)."""
+        """Return every caching record to queued (a new drainer resumes them).
+
+        Also removes records half-written by a process that died.
+        """
         with self.locked():
+            self._remove_stale_tmp()
             for record in self.pending():
                 if record['state'] == CACHING:
                     record.update(state=QUEUED, bytes_done=0, started_at=None,
                                   attempts=max(record['attempts'] - 1, 0))
                     self.put(record)
 
+    def _remove_stale_tmp(self):
+        now = time.time()
+        for directory in (self.dir, self.done_dir):
+            for name in os.listdir(directory):
+                if not name.endswith(TMP_SUFFIX):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    if now - os.stat(path).st_mtime > TMP_MAX_AGE:
+                        os.unlink(path)
+                except FileNotFoundError:
+                    pass
+
     def clear(self, states, keep=()):
         """Drop the records in ``states``, except those of ``keep`` ids; their ids."""
         removed = []
         with self.locked():
-            for record in self.all():
+            for record in self._records(self.dir) + self._records(self.done_dir):
                 if record['state'] in states and record['image_id'] not in keep:
                     try:
                         os.unlink(self._path(record['image_id'], record['state']))

@@ -7,6 +7,8 @@ of the node: it shares the files and the lock, not the memory.
 import fcntl
 import multiprocessing
 import os
+import threading
+import time
 import uuid
 
 import pytest
@@ -165,7 +167,8 @@ def _hold_lock(directory, held, release):
 
 
 def test_the_lock_excludes_other_processes(jobs, tmp_path):
-    jobs.enqueue(new_id(), 1)   # this process has its lock descriptor open already
+    with jobs.locked():   # this process has its lock descriptor open already
+        pass
     ctx = multiprocessing.get_context('spawn')
     held, release = ctx.Event(), ctx.Event()
     child = ctx.Process(target=_hold_lock, args=(str(tmp_path), held, release))
@@ -184,3 +187,91 @@ def test_the_lock_excludes_other_processes(jobs, tmp_path):
     assert child.exitcode == 0
     with jobs.locked():   # and is free again once the child let go
         pass
+
+
+def test_queuing_takes_no_lock(jobs, tmp_path):
+    # While another process holds the lock (the drainer committing a fill),
+    # a PUT still queues at once.
+    ctx = multiprocessing.get_context('spawn')
+    held, release = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_hold_lock, args=(str(tmp_path), held, release))
+    child.start()
+    try:
+        assert held.wait(10)
+        image_id = new_id()
+        outcome = []
+        putter = threading.Thread(target=lambda: outcome.append(jobs.enqueue(image_id, 1)))
+        putter.start()
+        putter.join(5)
+        assert not putter.is_alive(), 'enqueue waited for the lock'
+        assert outcome[0][1] is True
+    finally:
+        release.set()
+        child.join(10)
+    assert drain(jobs) == [image_id]
+
+
+def test_concurrent_enqueues_of_one_image_add_it_once(jobs, other):
+    image_id = new_id()
+    start = threading.Barrier(16)
+    added = []
+
+    def put(q):
+        start.wait()
+        added.append(q.enqueue(image_id, 1)[1])
+
+    threads = [threading.Thread(target=put, args=(jobs if i % 2 else other,))
+               for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(added) == [False] * 15 + [True]
+    assert [r['image_id'] for r in jobs.all()] == [image_id]
+    assert not [n for n in os.listdir(jobs.dir) if n.endswith(job_queue.TMP_SUFFIX)]
+
+
+def test_a_job_queued_again_after_it_ended_replaces_its_old_record(jobs):
+    image_id = new_id()
+    jobs.enqueue(image_id, 1)
+    claimed, _ = jobs.claim()
+    jobs.update(image_id, state=job_queue.FAILED, last_error='boom')
+    assert jobs.get(image_id)['state'] == job_queue.FAILED
+    record, added = jobs.enqueue(image_id, 1)
+    assert added and jobs.get(image_id)['state'] == job_queue.QUEUED
+    assert [r['state'] for r in jobs.all()] == [job_queue.QUEUED]
+    assert os.listdir(jobs.done_dir) == []
+
+
+def test_a_failure_recorded_while_the_image_is_queued_keeps_the_job(jobs, other,
+                                                                   monkeypatch):
+    # record_failure found no pending record; before it writes its failed
+    # one, another process queues the image (enqueue takes no lock).
+    image_id = new_id()
+    load = job_queue.JobQueue._load
+
+    def load_then_queue(path):
+        record = load(path)
+        if path == jobs._path(image_id, job_queue.QUEUED) and record is None:
+            other.enqueue(image_id, 1)
+        return record
+
+    monkeypatch.setattr(jobs, '_load', load_then_queue)
+    jobs.record_failure(image_id, 1, 'over the pin budget')
+    monkeypatch.undo()
+    assert jobs.get(image_id)['state'] == job_queue.QUEUED
+    assert [(r['image_id'], r['state']) for r in jobs.all()] == [(image_id, job_queue.QUEUED)]
+    assert drain(jobs) == [image_id]
+
+
+def test_a_new_drainer_removes_records_left_half_written(jobs):
+    old = os.path.join(jobs.dir, new_id() + '.dead1234' + job_queue.TMP_SUFFIX)
+    fresh = os.path.join(jobs.done_dir, new_id() + '.live5678' + job_queue.TMP_SUFFIX)
+    for path in (old, fresh):
+        with open(path, 'w') as f:
+            f.write('{')
+    long_ago = time.time() - job_queue.TMP_MAX_AGE - 5
+    os.utime(old, (long_ago, long_ago))
+    jobs.requeue_caching()
+    assert not os.path.exists(old)
+    assert os.path.exists(fresh), 'a record being written by a live process stays'
