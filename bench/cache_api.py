@@ -13,7 +13,8 @@ busy     GET /v2/cache latency on an idle node and while a --fill-mib fill
          runs, and the fill's time alone and while GET /v2/cache is polled
          back to back.
 many     --many images queued from 4 client threads: time until every PUT
-         was answered, and until all are cached, from the first PUT.
+         was answered, and until all are cached, from the first PUT; with
+         one server process (the default) and with one per core.
 listing  GET /v2/cache with --listing cached entries, unchanged between two
          GETs (the node reuses its last encoding) and with one entry
          changed (a hit) before each.
@@ -155,37 +156,46 @@ def part_busy(args, directory):
                                                                  polled / alone))
 
 
+def _many_on(node, count):
+    """(seconds until every PUT was answered, until all were cached), from the first PUT."""
+    ids = active_images(node, count, 4096)
+    first = time.time()
+    sessions = threading.local()
+
+    def put(image_id):
+        if not hasattr(sessions, 's'):
+            sessions.s = requests.Session()
+        queue(sessions.s, node, image_id)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(put, ids))
+    accepted = time.time() - first
+
+    def all_cached():
+        body = node.request('GET', '/v2/cache').json()
+        return len(body['cached_images']) == len(ids) and not body['queued_images']
+
+    # The figure comes from the jobs' finished_at, not from when this
+    # loop notices: a slow poll keeps the listing's cost off the node.
+    common.helpers.wait_for(all_cached, 'all images to be cached', timeout=600,
+                            interval=0.5)
+    finished = max(r['finished_at'] for r in
+                   node.request('GET', '/v2/cache/jobs').json()['jobs'])
+    return accepted, finished - first
+
+
 def part_many(args, directory):
-    node = common.start_node(os.path.join(directory, 'many'))
-    try:
-        ids = active_images(node, args.many, 4096)
-        first = time.time()
-        sessions = threading.local()
-
-        def put(image_id):
-            if not hasattr(sessions, 's'):
-                sessions.s = requests.Session()
-            queue(sessions.s, node, image_id)
-
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            list(pool.map(put, ids))
-        accepted = time.time() - first
-
-        def all_cached():
-            body = node.request('GET', '/v2/cache').json()
-            return len(body['cached_images']) == len(ids) and not body['queued_images']
-
-        # The figure comes from the jobs' finished_at, not from when this
-        # loop notices: a slow poll keeps the listing's cost off the node.
-        common.helpers.wait_for(all_cached, 'all images to be cached', timeout=600,
-                                interval=0.5)
-        finished = max(r['finished_at'] for r in
-                       node.request('GET', '/v2/cache/jobs').json()['jobs'])
-    finally:
-        node.stop()
     print('[many] %d images queued from 4 threads' % args.many)
-    print('  all PUTs answered: %.2f s; all cached: %.2f s after the first PUT'
-          % (accepted, finished - first))
+    # One server process (the default), then one per core (Glance's default).
+    for workers in (1, os.cpu_count()):
+        node = common.start_node(os.path.join(directory, 'many-%d' % workers),
+                                 {'DEFAULT': {'workers': str(workers)}})
+        try:
+            accepted, cached = _many_on(node, args.many)
+        finally:
+            node.stop()
+        print('  workers = %d: all PUTs answered: %.2f s; all cached: %.2f s after the '
+              'first PUT' % (workers, accepted, cached))
 
 
 def part_listing(args, directory):
