@@ -97,6 +97,9 @@ class JobQueue:
         # Kept only once this process has claimed: it is then the drainer.
         self._order = {}
         self._heap = []
+        # Guards _order and _heap only: queuing updates them without waiting
+        # for the queue's lock, which the drainer holds across commits.
+        self._order_lock = threading.RLock()
         self._listed_at = float('-inf')
         self._claiming = False
         # This process's descriptor of the lock file (flock belongs to an
@@ -172,11 +175,12 @@ class JobQueue:
         if not self._claiming:
             return  # not the drainer (yet): its first claim lists queue/
         image_id = record['image_id']
-        if record['state'] == QUEUED:
-            self._order[image_id] = (record['queued_at'], record['next_attempt_at'])
-            heapq.heappush(self._heap, (record['queued_at'], image_id))
-        else:
-            self._order.pop(image_id, None)
+        with self._order_lock:
+            if record['state'] == QUEUED:
+                self._order[image_id] = (record['queued_at'], record['next_attempt_at'])
+                heapq.heappush(self._heap, (record['queued_at'], image_id))
+            else:
+                self._order.pop(image_id, None)
 
     def update(self, image_id, **changes):
         """Change fields of a record if it exists; return it, or None."""
@@ -198,7 +202,8 @@ class JobQueue:
                     removed = True
                 except FileNotFoundError:
                     pass
-            self._order.pop(image_id, None)
+            with self._order_lock:
+                self._order.pop(image_id, None)
         return removed
 
     def pending_ids(self):
@@ -264,8 +269,7 @@ class JobQueue:
             os.unlink(self._path(image_id, CACHED))
         except FileNotFoundError:
             pass
-        with self._thread_lock:
-            self._track(record)
+        self._track(record)
         self.wake()
         return record, True
 
@@ -294,13 +298,16 @@ class JobQueue:
             return
         # Set before listing: a mark_stale() from now on forces the next listing.
         self._listed_at = now
-        names = set(self.pending_ids())
-        for gone in set(self._order) - names:
-            del self._order[gone]
-        for name in names - set(self._order):
-            record = self._load(os.path.join(self.dir, name))
-            if record is not None and record['state'] == QUEUED:
-                self._track(record)
+        # Held across the listing: a record queued meanwhile in this process
+        # is either listed or tracked after, never dropped as gone.
+        with self._order_lock:
+            names = set(self.pending_ids())
+            for gone in set(self._order) - names:
+                del self._order[gone]
+            for name in names - set(self._order):
+                record = self._load(os.path.join(self.dir, name))
+                if record is not None and record['state'] == QUEUED:
+                    self._track(record)
 
     def claim(self, now=None):
         """The oldest queued record that is due, marked caching; or None.
@@ -308,7 +315,7 @@ class JobQueue:
         Also returns the earliest time a not-yet-due record becomes due.
         """
         now = now or time.time()
-        with self.locked():
+        with self.locked(), self._order_lock:
             self._claiming = True
             self._refresh_order()
             next_due, not_due, claimed = None, [], None
@@ -369,7 +376,8 @@ class JobQueue:
                         os.unlink(self._path(record['image_id'], record['state']))
                     except FileNotFoundError:
                         continue
-                    self._order.pop(record['image_id'], None)
+                    with self._order_lock:
+                        self._order.pop(record['image_id'], None)
                     removed.append(record['image_id'])
         return removed
 

@@ -275,3 +275,27 @@ def test_a_new_drainer_removes_records_left_half_written(jobs):
     jobs.requeue_caching()
     assert not os.path.exists(old)
     assert os.path.exists(fresh), 'a record being written by a live process stays'
+
+
+def test_queuing_in_the_drainers_process_does_not_wait_for_its_commit(jobs):
+    assert drain(jobs) == []   # this process is the drainer now
+    committing, done = threading.Event(), threading.Event()
+
+    def commit():
+        with jobs.locked():   # as the worker holds it across a commit
+            committing.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=commit)
+    holder.start()
+    try:
+        assert committing.wait(5)
+        image_id = new_id()
+        putter = threading.Thread(target=jobs.enqueue, args=(image_id, 1))
+        putter.start()
+        putter.join(5)
+        assert not putter.is_alive(), 'enqueue waited for the commit'
+    finally:
+        done.set()
+        holder.join(10)
+    assert drain(jobs) == [image_id]
