@@ -5,6 +5,7 @@ Layout of ``[cache] cache_dir``::
     <image id>          committed, verified image data
     incomplete/<id>     fills in progress (locked by the filling process)
     invalid/<id>        data that failed verification, kept for inspection
+    reserved/           bytes reserved by each process's running fills
     cache.db            metadata of the sqlite driver
 
 Every image id is checked to be a canonical UUID before a path is built from
@@ -14,6 +15,7 @@ Size: fills reserve their image's size before they start. When committed
 entries plus reservations would pass ``max_size``, the least recently accessed
 entries not being read are evicted until the total is at ``low_watermark``;
 an image that cannot fit is not cached (the download streams from the store).
+Reservations count across the node's processes (see ``reservations``).
 Pinned entries (``pinned_ids``) are never evicted either.
 
 Several nodes: ``listener`` (a ``CacheListener``) hears of every entry
@@ -27,12 +29,13 @@ import os
 import threading
 
 from glance_cache import errors, ids, metrics
-from glance_cache.cache import drivers, evictor, fill
+from glance_cache.cache import drivers, evictor, fill, reservations
 
 LOG = logging.getLogger(__name__)
 
 INCOMPLETE = 'incomplete'
 INVALID = 'invalid'
+RESERVED = 'reserved'
 
 
 class CacheFull(errors.GlanceCacheError):
@@ -122,7 +125,10 @@ class ImageCache:
         self._lock = threading.Lock()
         self._readers = collections.Counter()
         self._fills = {}
+        # This process's reservations; _shared publishes them to the node's
+        # other processes and tells theirs (``_all_reserved``).
         self._reserved = 0
+        self._shared = reservations.Reservations(os.path.join(self.dir, RESERVED))
         self._removed = []
         self.listener = CacheListener()
         self.clean()
@@ -211,37 +217,54 @@ class ImageCache:
             if size > self.max_size:
                 raise CacheFull('Image %s (%d bytes) is larger than the whole cache '
                                 '(max_size %d bytes)' % (image_id, size, self.max_size))
-            self._make_room(size, pinned)
-            job = fill.FillJob(self, image)
-            self._fills[image_id] = job
-            self._reserved += size
+            with self._shared.locked():
+                self._make_room(size, pinned)
+                job = fill.FillJob(self, image)
+                self._fills[image_id] = job
+                self._reserve(size)
         try:
             job.open()
         except BaseException:
             with self._lock:
                 self._fills.pop(image_id, None)
-                self._reserved -= size
+                self._unreserve(size)
             raise
         finally:
             self._notify_removed()
         return job, True
 
+    def _reserve(self, size):
+        """Add to this process's reservations (both locks held)."""
+        self._reserved += size
+        self._shared.set(self._reserved)
+
+    def _unreserve(self, size):
+        """Release reserved bytes (the cache's lock held)."""
+        with self._shared.locked():
+            self._reserved -= size
+            self._shared.set(self._reserved)
+
+    def _all_reserved(self):
+        """Bytes reserved by every process of the node (both locks held)."""
+        return self._reserved + self._shared.others()
+
     def _make_room(self, size, pinned):
-        """Evict (lock held) so ``size`` more bytes fit; CacheFull if they cannot.
+        """Evict (both locks held) so ``size`` more bytes fit; CacheFull if they cannot.
 
         ``pinned`` ids are not evicted.
         """
-        used = self.driver.total_size() + self._reserved
+        reserved = self._all_reserved()
+        used = self.driver.total_size() + reserved
         if used + size <= self.max_size:
             return
         # Down to the low watermark, or lower if the new image needs more room.
-        target = max(min(self.low_watermark, self.max_size - size) - self._reserved, 0)
-        committed = used - self._reserved
+        target = max(min(self.low_watermark, self.max_size - size) - reserved, 0)
+        committed = used - reserved
         protected = self._protected(pinned)
         for entry in evictor.choose_victims(self.driver.list(), committed - target,
                                             protected):
             self._evict(entry)
-        if self.driver.total_size() + self._reserved + size > self.max_size:
+        if self.driver.total_size() + reserved + size > self.max_size:
             raise CacheFull('No room for %d more bytes in the cache: the entries in use '
                             'fill it' % size)
 
@@ -277,16 +300,17 @@ class ImageCache:
         with self._lock:
             if self._fills.get(job.image_id) is job:
                 del self._fills[job.image_id]
-                self._reserved -= job.size or 0
+                self._unreserve(job.size or 0)
         job.discard_file()
 
     def fill_finished(self, job):
         pinned = self.listener.pinned_ids()
-        with self._lock:
+        with self._lock, self._shared.locked():
             if self._fills.get(job.image_id) is job:
                 del self._fills[job.image_id]
                 self._reserved -= job.size or 0
-            if self.driver.total_size() + self._reserved > self.max_size:
+                self._shared.set(self._reserved)
+            if self.driver.total_size() + self._all_reserved() > self.max_size:
                 try:
                     self._make_room(0, pinned)
                 except CacheFull as exc:
@@ -372,9 +396,9 @@ class ImageCache:
     def prune(self):
         """Evict down to the low watermark now; ``(files, bytes)`` evicted."""
         pinned = self.listener.pinned_ids()
-        with self._lock:
+        with self._lock, self._shared.locked():
             committed = self.driver.total_size()
-            target = max(self.low_watermark - self._reserved, 0)
+            target = max(self.low_watermark - self._all_reserved(), 0)
             if committed <= target:
                 return 0, 0
             victims = evictor.choose_victims(self.driver.list(), committed - target,
@@ -397,3 +421,5 @@ class ImageCache:
         for job in jobs:
             job.cancel('the node is stopping')
         self.driver.close()
+        with self._lock:
+            self._shared.close()

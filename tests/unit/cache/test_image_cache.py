@@ -235,3 +235,77 @@ def test_delete_and_clear(cache_factory):
     assert cache.delete(a.image_id) is False
     assert cache.clear() == 1
     assert cache.list() == [] and not os.path.exists(cache.path(b.image_id))
+
+
+# Two ImageCache objects over one directory stand for two server processes of
+# a node: each has its own reservation file and locks.
+
+def test_a_fill_in_another_process_keeps_its_room(cache_factory):
+    first, second = cache_factory(max_size=10_000), cache_factory(max_size=10_000)
+    data = os.urandom(6000)
+    running, started = first.begin_fill(image_for(data, str(uuid.uuid4())))
+    assert started
+    with pytest.raises(cache_module.CacheFull):
+        second.begin_fill(image_for(os.urandom(6000), str(uuid.uuid4())))
+    # Room for what is left over.
+    small, _ = second.begin_fill(image_for(b'y' * 4000, str(uuid.uuid4())))
+    small.run(lambda: iter([b'y' * 4000]))
+    running.run(lambda: iter([data]))
+    assert running.state == running.DONE and small.state == small.DONE
+    assert first.total_size() == 10_000
+
+
+def test_reservations_of_another_process_count_when_evicting(cache_factory):
+    first, second = cache_factory(max_size=10_000, low_watermark=0.5), \
+        cache_factory(max_size=10_000, low_watermark=0.5)
+    old = [_fill(second, os.urandom(2000)) for _ in range(3)]   # 6000 committed
+    running, _ = first.begin_fill(image_for(os.urandom(3000), str(uuid.uuid4())))
+    # 6000 committed + 3000 reserved elsewhere: 3000 more must evict, down to
+    # the low watermark counting the other's reservation.
+    newest = _fill(second, os.urandom(3000))
+    left = {e.image_id for e in second.list()}
+    assert newest.image_id in left
+    assert second.total_size() + 3000 <= 10_000
+    assert {j.image_id for j in old} - left, 'an old entry was evicted'
+    running.cancel('done with it')
+
+
+def test_a_released_reservation_frees_its_room_for_the_others(cache_factory):
+    first, second = cache_factory(max_size=10_000), cache_factory(max_size=10_000)
+    running, _ = first.begin_fill(image_for(os.urandom(8000), str(uuid.uuid4())))
+    running.run(lambda: iter([b'z' * 10]))   # fails verification: the bytes go back
+    assert running.state == running.FAILED
+    job, started = second.begin_fill(image_for(os.urandom(8000), str(uuid.uuid4())))
+    assert started
+    job.cancel('done with it')
+
+
+def _reserve_and_die(conf_dir, driver, image_size, ready):
+    from tests.unit.cache.conftest import make_conf
+    cache = cache_module.ImageCache(make_conf(conf_dir, driver=driver, max_size=10_000))
+    cache.begin_fill(image_for(os.urandom(image_size), str(uuid.uuid4())))
+    ready.set()
+    os._exit(0)   # no clean-up: as if killed
+
+
+def test_the_reservation_of_a_dead_process_is_ignored_and_removed(cache_factory, tmp_path,
+                                                                  driver_name):
+    import multiprocessing
+    cache = cache_factory(max_size=10_000)
+    ctx = multiprocessing.get_context('spawn')
+    ready = ctx.Event()
+    child = ctx.Process(target=_reserve_and_die,
+                        args=(str(tmp_path / 'cache'), driver_name, 9000, ready))
+    child.start()
+    child.join(60)
+    assert ready.is_set() and child.exitcode == 0
+    reserved_dir = os.path.join(cache.dir, cache_module.RESERVED)
+
+    def owners():
+        return [int(n.split('-')[0]) for n in os.listdir(reserved_dir) if not n.startswith('.')]
+
+    assert child.pid in owners()
+    job, started = cache.begin_fill(image_for(os.urandom(9000), str(uuid.uuid4())))
+    assert started
+    assert owners() == [os.getpid()]
+    job.cancel('done with it')
