@@ -9,9 +9,10 @@ small    100 images of 64 KiB queued one after another: time for PUT
          /v2/cache/{id} to be answered, and from the PUT to the image being
          cached (the job record's finished_at, the moment the entry is
          committed and listed), fsyncs on.
-busy     GET /v2/cache latency on an idle node and while a --fill-mib fill
-         runs, and the fill's time alone and while GET /v2/cache is polled
-         back to back.
+busy     GET /v2/cache latency on an idle node, while md5sum and sha512sum
+         hash the image in other processes (the CPU of a fill's digests,
+         without the node), and while a --fill-mib fill runs; and the
+         fill's time alone and while GET /v2/cache is polled back to back.
 many     --many images queued from 4 client threads: time until every PUT
          was answered, and until all are cached, from the first PUT; with
          one server process (the default) and with one per core.
@@ -23,7 +24,9 @@ listing  GET /v2/cache with --listing cached entries, unchanged between two
 import argparse
 import concurrent.futures
 import os
+import signal
 import statistics
+import subprocess
 import threading
 import time
 
@@ -110,6 +113,32 @@ def _poll_list(node, stop, latencies):
         assert resp.status_code == 200
 
 
+def _sample_list(node, seconds=3):
+    """GET /v2/cache latencies, back to back, over a fixed sampling window."""
+    latencies = []
+    stop = threading.Event()
+    poller = threading.Thread(target=_poll_list, args=(node, stop, latencies))
+    poller.start()
+    time.sleep(seconds)   # the sampling window, not a wait for anything
+    stop.set()
+    poller.join()
+    return latencies
+
+
+def _while_hashing(source, measure):
+    """``measure()`` while md5sum and sha512sum hash ``source`` over and over in
+    processes of their own: the CPU a fill's two digests take, without the node."""
+    hashers = [subprocess.Popen(['sh', '-c', 'while :; do %s "$0" >/dev/null; done' % tool,
+                                 source], start_new_session=True)
+               for tool in ('md5sum', 'sha512sum')]
+    try:
+        return measure()
+    finally:
+        for proc in hashers:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def part_busy(args, directory):
     work = os.path.join(directory, 'busy')
     os.makedirs(work)
@@ -118,14 +147,12 @@ def part_busy(args, directory):
         'cache': {'max_size': str(4 * args.fill_mib * common.MIB)}})
     try:
         image = common.upload(node, source)
+        idle = _sample_list(node)
+        # The reference for the figure during the fill: the same two digests
+        # computed by other processes. On a machine with few cores the
+        # listing's tail then reflects the CPU they take, not the node.
+        hashed = _while_hashing(source, lambda: _sample_list(node))
         os.unlink(source)
-        idle = []
-        stop = threading.Event()
-        poller = threading.Thread(target=_poll_list, args=(node, stop, idle))
-        poller.start()
-        time.sleep(3)   # a fixed sampling window for the idle figure, not a wait
-        stop.set()
-        poller.join()
 
         def fill():
             node.request('DELETE', '/v2/cache/%s' % image['id'])
@@ -152,6 +179,11 @@ def part_busy(args, directory):
     print('  GET /v2/cache p99: idle %s (%d requests), during the fill %s (%d requests): '
           '%.2f x' % (ms(percentile(idle, 0.99)), len(idle), ms(percentile(busy, 0.99)),
                       len(busy), percentile(busy, 0.99) / percentile(idle, 0.99)))
+    print('  GET /v2/cache p99 while md5sum and sha512sum hash the image in other '
+          'processes: %s (%d requests): %.2f x idle; the fill\'s = %.2f x this'
+          % (ms(percentile(hashed, 0.99)), len(hashed),
+             percentile(hashed, 0.99) / percentile(idle, 0.99),
+             percentile(busy, 0.99) / percentile(hashed, 0.99)))
     print('  fill: alone %.2f s, while polled %.2f s: %.2f x' % (alone, polled,
                                                                  polled / alone))
 
