@@ -125,10 +125,9 @@ class ImageCache:
         self._lock = threading.Lock()
         self._readers = collections.Counter()
         self._fills = {}
-        # This process's reservations; _shared publishes them to the node's
-        # other processes and tells theirs (``_all_reserved``).
-        self._reserved = 0
-        self._shared = reservations.Reservations(os.path.join(self.dir, RESERVED))
+        # Bytes reserved by the running fills of this and the node's other
+        # processes; changed and read under the cache's lock and its own.
+        self._reserved = reservations.Reservations(os.path.join(self.dir, RESERVED))
         self._removed = []
         self.listener = CacheListener()
         self.clean()
@@ -217,43 +216,28 @@ class ImageCache:
             if size > self.max_size:
                 raise CacheFull('Image %s (%d bytes) is larger than the whole cache '
                                 '(max_size %d bytes)' % (image_id, size, self.max_size))
-            with self._shared.locked():
+            with self._reserved.locked():
                 self._make_room(size, pinned)
                 job = fill.FillJob(self, image)
                 self._fills[image_id] = job
-                self._reserve(size)
+                self._reserved.add(size)
         try:
             job.open()
         except BaseException:
-            with self._lock:
+            with self._lock, self._reserved.locked():
                 self._fills.pop(image_id, None)
-                self._unreserve(size)
+                self._reserved.add(-size)
             raise
         finally:
             self._notify_removed()
         return job, True
-
-    def _reserve(self, size):
-        """Add to this process's reservations (both locks held)."""
-        self._reserved += size
-        self._shared.set(self._reserved)
-
-    def _unreserve(self, size):
-        """Release reserved bytes (the cache's lock held)."""
-        with self._shared.locked():
-            self._reserved -= size
-            self._shared.set(self._reserved)
-
-    def _all_reserved(self):
-        """Bytes reserved by every process of the node (both locks held)."""
-        return self._reserved + self._shared.others()
 
     def _make_room(self, size, pinned):
         """Evict (both locks held) so ``size`` more bytes fit; CacheFull if they cannot.
 
         ``pinned`` ids are not evicted.
         """
-        reserved = self._all_reserved()
+        reserved = self._reserved.total()
         used = self.driver.total_size() + reserved
         if used + size <= self.max_size:
             return
@@ -297,24 +281,22 @@ class ImageCache:
         job.abandoned = True
         metrics.FILLS_FAILED.labels(reason='stalled').inc()
         job.cancel(reason)
-        with self._lock:
+        with self._lock, self._reserved.locked():
             if self._fills.get(job.image_id) is job:
                 del self._fills[job.image_id]
-                self._unreserve(job.size or 0)
+                self._reserved.add(-(job.size or 0))
         job.discard_file()
 
     def fill_finished(self, job):
         pinned = self.listener.pinned_ids()
-        with self._lock, self._shared.locked():
+        with self._lock, self._reserved.locked():
             if self._fills.get(job.image_id) is job:
                 del self._fills[job.image_id]
-                self._reserved -= job.size or 0
-                self._shared.set(self._reserved)
-            if self.driver.total_size() + self._all_reserved() > self.max_size:
-                try:
-                    self._make_room(0, pinned)
-                except CacheFull as exc:
-                    LOG.warning('Cache over its size after a fill: %s', exc)
+                self._reserved.add(-(job.size or 0))
+            try:
+                self._make_room(0, pinned)   # nothing to do unless over max_size
+            except CacheFull as exc:
+                LOG.warning('Cache over its size after a fill: %s', exc)
         self._notify_removed()
 
     def quarantine(self, path, image_id):
@@ -396,9 +378,9 @@ class ImageCache:
     def prune(self):
         """Evict down to the low watermark now; ``(files, bytes)`` evicted."""
         pinned = self.listener.pinned_ids()
-        with self._lock, self._shared.locked():
+        with self._lock, self._reserved.locked():
             committed = self.driver.total_size()
-            target = max(self.low_watermark - self._all_reserved(), 0)
+            target = max(self.low_watermark - self._reserved.total(), 0)
             if committed <= target:
                 return 0, 0
             victims = evictor.choose_victims(self.driver.list(), committed - target,
@@ -422,4 +404,4 @@ class ImageCache:
             job.cancel('the node is stopping')
         self.driver.close()
         with self._lock:
-            self._shared.close()
+            self._reserved.close()

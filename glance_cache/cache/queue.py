@@ -24,7 +24,6 @@ poll interval.
 """
 
 import contextlib
-import fcntl
 import heapq
 import json
 import os
@@ -34,6 +33,7 @@ import time
 import uuid
 
 from glance_cache import ids
+from glance_cache.cache import nodelock
 
 QUEUED, CACHING, CACHED, FAILED = 'queued', 'caching', 'cached', 'failed'
 PENDING = (QUEUED, CACHING)
@@ -72,6 +72,15 @@ def log_transition(log, level, image_id, old, new, **details):
             ''.join(' ' + f for f in fields))
 
 
+def _unlink(path):
+    """Remove ``path``; whether it was there."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
 def new_record(image_id, size, node):
     return {'image_id': image_id, 'state': QUEUED, 'size': size, 'bytes_done': 0,
             'queued_at': time.time(), 'started_at': None, 'finished_at': None,
@@ -102,30 +111,17 @@ class JobQueue:
         self._order_lock = threading.RLock()
         self._listed_at = float('-inf')
         self._claiming = False
-        # This process's descriptor of the lock file (flock belongs to an
-        # open file description: one per process, never inherited).
-        self._lock_fd = None
-        self._lock_pid = None
+        self._node_lock = nodelock.NodeLock(self._lock_path)
 
     @contextlib.contextmanager
     def locked(self):
         """Hold the queue's lock across the node's threads and processes."""
-        with self._thread_lock:
-            if self._lock_pid != os.getpid():
-                self._lock_fd = os.open(self._lock_path,
-                                        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                self._lock_pid = os.getpid()
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        with self._thread_lock, self._node_lock.held():
+            yield
 
     def close(self):
         with self._thread_lock:
-            if self._lock_fd is not None and self._lock_pid == os.getpid():
-                os.close(self._lock_fd)
-            self._lock_fd = self._lock_pid = None
+            self._node_lock.close()
 
     def _path(self, image_id, state):
         if not ids.is_canonical(image_id):
@@ -162,12 +158,8 @@ class JobQueue:
         path = self._path(record['image_id'], record['state'])
         os.replace(self._write_tmp(path, record), path)
         if drop_other:
-            other = self._path(record['image_id'],
-                               CACHED if record['state'] in PENDING else QUEUED)
-            try:
-                os.unlink(other)
-            except FileNotFoundError:
-                pass
+            _unlink(self._path(record['image_id'],
+                               CACHED if record['state'] in PENDING else QUEUED))
         self._track(record)
 
     def _track(self, record):
@@ -197,11 +189,7 @@ class JobQueue:
         removed = False
         with self.locked():
             for state in (QUEUED, CACHED):
-                try:
-                    os.unlink(self._path(image_id, state))
-                    removed = True
-                except FileNotFoundError:
-                    pass
+                removed = _unlink(self._path(image_id, state)) or removed
             with self._order_lock:
                 self._order.pop(image_id, None)
         return removed
@@ -265,10 +253,7 @@ class JobQueue:
                     # Removed in between: try again to be the one that queues it.
         finally:
             os.unlink(tmp)
-        try:
-            os.unlink(self._path(image_id, CACHED))
-        except FileNotFoundError:
-            pass
+        _unlink(self._path(image_id, CACHED))
         self._track(record)
         self.wake()
         return record, True
@@ -362,7 +347,7 @@ class JobQueue:
                 path = os.path.join(directory, name)
                 try:
                     if now - os.stat(path).st_mtime > TMP_MAX_AGE:
-                        os.unlink(path)
+                        _unlink(path)
                 except FileNotFoundError:
                     pass
 
@@ -372,9 +357,7 @@ class JobQueue:
         with self.locked():
             for record in self._records(self.dir) + self._records(self.done_dir):
                 if record['state'] in states and record['image_id'] not in keep:
-                    try:
-                        os.unlink(self._path(record['image_id'], record['state']))
-                    except FileNotFoundError:
+                    if not _unlink(self._path(record['image_id'], record['state'])):
                         continue
                     with self._order_lock:
                         self._order.pop(record['image_id'], None)

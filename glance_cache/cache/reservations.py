@@ -17,6 +17,8 @@ import fcntl
 import os
 import uuid
 
+from glance_cache.cache import nodelock
+
 LOCK_NAME = '.lock'
 # Totals are written at a fixed width, so a rewrite never leaves a longer
 # old value's tail behind.
@@ -29,40 +31,32 @@ class Reservations:
     def __init__(self, directory):
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
+        self._lock = nodelock.NodeLock(os.path.join(directory, LOCK_NAME))
         self._pid = None
-        self._lock_fd = None
         self._own_fd = None
         self._own_name = None
         self.own = 0
 
-    def _open(self):
-        """Open the shared lock and create this process's file (after a fork, anew)."""
+    def _open_own(self):
+        """Create and lock this process's file (after a fork, anew)."""
         if self._pid == os.getpid():
             return
-        self._lock_fd = os.open(os.path.join(self.dir, LOCK_NAME),
-                                os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        try:
-            # Created and locked under the shared lock: no other process can
-            # take the new file for a dead one's before it is locked.
+        # Under the shared lock: no other process can take the new file for a
+        # dead one's before it is locked.
+        with self._lock.held():
             name = '%d-%s' % (os.getpid(), uuid.uuid4().hex[:8])
             fd = os.open(os.path.join(self.dir, name),
                          os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.pwrite(fd, b'%0*d' % (WIDTH, self.own), 0)
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         self._own_fd, self._own_name, self._pid = fd, name, os.getpid()
 
     @contextlib.contextmanager
     def locked(self):
         """Hold the node-wide lock over reading, evicting and reserving."""
-        self._open()
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        try:
+        self._open_own()
+        with self._lock.held():
             yield
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def others(self):
         """Bytes reserved by the node's other caches (``locked()`` held)."""
@@ -90,10 +84,14 @@ class Reservations:
                 os.close(fd)
         return total
 
-    def set(self, total):
-        """Publish this cache's total (``locked()`` held)."""
-        self.own = total
-        os.pwrite(self._own_fd, b'%0*d' % (WIDTH, total), 0)
+    def total(self):
+        """Bytes reserved by every cache of the node (``locked()`` held)."""
+        return self.own + self.others()
+
+    def add(self, size):
+        """Reserve ``size`` more bytes, or release them if negative (``locked()`` held)."""
+        self.own += size
+        os.pwrite(self._own_fd, b'%0*d' % (WIDTH, self.own), 0)
 
     def close(self):
         """Remove this process's file; the lock goes with the descriptor."""
@@ -104,5 +102,5 @@ class Reservations:
         except FileNotFoundError:
             pass
         os.close(self._own_fd)
-        os.close(self._lock_fd)
-        self._pid = self._own_fd = self._lock_fd = self._own_name = None
+        self._lock.close()
+        self._pid = self._own_fd = self._own_name = None

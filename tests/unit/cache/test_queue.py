@@ -4,6 +4,7 @@ A second JobQueue over the same directory stands for another server process
 of the node: it shares the files and the lock, not the memory.
 """
 
+import contextlib
 import fcntl
 import multiprocessing
 import os
@@ -166,25 +167,31 @@ def _hold_lock(directory, held, release):
         release.wait(10)
 
 
-def test_the_lock_excludes_other_processes(jobs, tmp_path):
-    with jobs.locked():   # this process has its lock descriptor open already
-        pass
+@contextlib.contextmanager
+def _lock_held_by_another_process(directory):
     ctx = multiprocessing.get_context('spawn')
     held, release = ctx.Event(), ctx.Event()
-    child = ctx.Process(target=_hold_lock, args=(str(tmp_path), held, release))
+    child = ctx.Process(target=_hold_lock, args=(str(directory), held, release))
     child.start()
     try:
         assert held.wait(10)
+        yield
+    finally:
+        release.set()
+        child.join(10)
+    assert child.exitcode == 0
+
+
+def test_the_lock_excludes_other_processes(jobs, tmp_path):
+    with jobs.locked():   # this process has its lock descriptor open already
+        pass
+    with _lock_held_by_another_process(tmp_path):
         probe = os.open(os.path.join(jobs.dir, '.lock'), os.O_RDWR)
         try:
             with pytest.raises(BlockingIOError):
                 fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:
             os.close(probe)
-    finally:
-        release.set()
-        child.join(10)
-    assert child.exitcode == 0
     with jobs.locked():   # and is free again once the child let go
         pass
 
@@ -192,22 +199,14 @@ def test_the_lock_excludes_other_processes(jobs, tmp_path):
 def test_queuing_takes_no_lock(jobs, tmp_path):
     # While another process holds the lock (the drainer committing a fill),
     # a PUT still queues at once.
-    ctx = multiprocessing.get_context('spawn')
-    held, release = ctx.Event(), ctx.Event()
-    child = ctx.Process(target=_hold_lock, args=(str(tmp_path), held, release))
-    child.start()
-    try:
-        assert held.wait(10)
-        image_id = new_id()
+    image_id = new_id()
+    with _lock_held_by_another_process(tmp_path):
         outcome = []
         putter = threading.Thread(target=lambda: outcome.append(jobs.enqueue(image_id, 1)))
         putter.start()
         putter.join(5)
         assert not putter.is_alive(), 'enqueue waited for the lock'
         assert outcome[0][1] is True
-    finally:
-        release.set()
-        child.join(10)
     assert drain(jobs) == [image_id]
 
 
@@ -234,7 +233,7 @@ def test_concurrent_enqueues_of_one_image_add_it_once(jobs, other):
 def test_a_job_queued_again_after_it_ended_replaces_its_old_record(jobs):
     image_id = new_id()
     jobs.enqueue(image_id, 1)
-    claimed, _ = jobs.claim()
+    jobs.claim()
     jobs.update(image_id, state=job_queue.FAILED, last_error='boom')
     assert jobs.get(image_id)['state'] == job_queue.FAILED
     record, added = jobs.enqueue(image_id, 1)
