@@ -170,12 +170,14 @@ class Node:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
 
-    def log(self):
+    def log(self, last=20000):
+        """The node's log, its ``last`` characters (None: all of it)."""
         try:
             with open(self.log_path, errors='replace') as f:
-                return f.read()[-20000:]
+                text = f.read()
         except OSError:
             return ''
+        return text if last is None else text[-last:]
 
     def request(self, method, path, token='admin', headers=None, **kwargs):
         """An HTTP request to the node; ``token=None`` sends no X-Auth-Token."""

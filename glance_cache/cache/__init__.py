@@ -198,11 +198,13 @@ class ImageCache:
         with self._lock:
             return self._fills.get(image_id)
 
-    def begin_fill(self, image):
+    def begin_fill(self, image, confinement=None):
         """Register and open a FillJob for an active image, reserving its size.
 
         Returns ``(job, started)``: the running job of this process for the
-        image if there is one (``started`` False), else a new opened job.
+        image if there is one (``started`` False), else a new opened job
+        whose threads keep to ``confinement`` (a cpus.Confinement) until a
+        client follows it.
         Raises CacheFull if it cannot fit, errors.Conflict if another process
         fills it.
         """
@@ -218,7 +220,7 @@ class ImageCache:
                                 '(max_size %d bytes)' % (image_id, size, self.max_size))
             with self._reserved.locked():
                 self._make_room(size, pinned)
-                job = fill.FillJob(self, image)
+                job = fill.FillJob(self, image, confinement)
                 self._fills[image_id] = job
                 self._reserved.add(size)
         try:

@@ -1,11 +1,11 @@
 """One cache fill: stream image data into ``incomplete/<id>``, hash it on the
 side, verify it against the image record, and commit it atomically.
 
-Hashing runs in one thread per digest, beside the thread that reads the store
-and writes the file: hashlib releases the GIL on large buffers, so MD5, the
-multihash and the disk write proceed on different cores at once. The queues
-between them are bounded, so a fill holds at most a few chunks in memory
-whatever the image's size.
+The fill's thread reads the store and writes the file; the digests are
+computed beside it (hashing.py), for large images by processes of their own
+that hash the file as it is written, so MD5, the multihash and the disk
+write proceed on different cores at once. A fill holds at most a few chunks
+in memory whatever the image's size.
 
 Readers can follow a fill while it runs (``FillJob.follow``): they read the
 bytes already written from their own descriptor of the incomplete file. A
@@ -15,20 +15,17 @@ complete-looking response built from unverified data.
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import os
-import queue
 import threading
 import time
 
 from glance_cache import errors, metrics
+from glance_cache.cache import cpus, hashing
 
 LOG = logging.getLogger(__name__)
 
-HASH_QUEUE_DEPTH = 4
 FLUSH_EVERY = 64 * 1024 * 1024
-INLINE_HASH_LIMIT = 8 * 1024 * 1024
 
 
 class FillError(errors.GlanceCacheError):
@@ -46,80 +43,6 @@ class VerificationFailed(FillError):
     """The data did not match the image record; it went to invalid/."""
 
 
-class _Digest(threading.Thread):
-    """A hashlib digest fed through a bounded queue, computed in its own thread."""
-
-    def __init__(self, algorithm):
-        super().__init__(name='digest-%s' % algorithm, daemon=True)
-        self.hasher = hashlib.new(algorithm)
-        self.queue = queue.Queue(HASH_QUEUE_DEPTH)
-
-    def run(self):
-        update = self.hasher.update
-        get = self.queue.get
-        while True:
-            chunk = get()
-            if chunk is None:
-                return
-            update(chunk)
-
-
-class HashPipeline:
-    """Size, MD5 and the image's multihash of a stream, computed in parallel.
-
-    Small images (under ``INLINE_HASH_LIMIT``) are hashed in the caller's
-    thread: starting threads would cost more than it saves.
-    """
-
-    def __init__(self, multihash_algo, expected_size=None):
-        self._multihash_algo = multihash_algo
-        self.size = 0
-        self._threaded = expected_size is None or expected_size >= INLINE_HASH_LIMIT
-        if self._threaded:
-            self._digests = {'md5': _Digest('md5'),
-                             multihash_algo: _Digest(multihash_algo)}
-            for digest in self._digests.values():
-                digest.start()
-        else:
-            self._hashers = {'md5': hashlib.md5(), multihash_algo: hashlib.new(multihash_algo)}
-
-    def update(self, chunk):
-        self.size += len(chunk)
-        if self._threaded:
-            for digest in self._digests.values():
-                digest.queue.put(chunk)
-        else:
-            for hasher in self._hashers.values():
-                hasher.update(chunk)
-
-    def finish(self):
-        """``(size, md5_hex, multihash_hex)`` once every chunk is hashed."""
-        if self._threaded:
-            for digest in self._digests.values():
-                digest.queue.put(None)
-            for digest in self._digests.values():
-                digest.join()
-            hashers = {name: digest.hasher for name, digest in self._digests.items()}
-        else:
-            hashers = self._hashers
-        return (self.size, hashers['md5'].hexdigest(),
-                hashers[self._multihash_algo].hexdigest())
-
-    def abort(self):
-        if not self._threaded:
-            return
-        for digest in self._digests.values():
-            try:
-                digest.queue.put_nowait(None)
-            except queue.Full:
-                # Drain one slot so the thread sees the end soon.
-                try:
-                    digest.queue.get_nowait()
-                except queue.Empty:
-                    pass
-                digest.queue.put(None)
-
-
 class _Flusher(threading.Thread):
     """Writes a fill's data back to disk while the fill goes on.
 
@@ -130,9 +53,10 @@ class _Flusher(threading.Thread):
     then has little left to do.
     """
 
-    def __init__(self, fd):
+    def __init__(self, fd, confinement=cpus.UNCONFINED):
         super().__init__(name='fill-flusher', daemon=True)
         self._fd = fd
+        self._confinement = confinement
         self._due = threading.Event()
         self._done = False
         self._flushed_at = 0
@@ -149,6 +73,9 @@ class _Flusher(threading.Thread):
             self._due.set()
 
     def run(self):
+        self._confinement.run(self._flush)
+
+    def _flush(self):
         while True:
             self._due.wait()
             self._due.clear()
@@ -193,7 +120,7 @@ class FillJob:
 
     RUNNING, DONE, FAILED, CANCELLED = 'running', 'done', 'failed', 'cancelled'
 
-    def __init__(self, cache, image):
+    def __init__(self, cache, image, confinement=None):
         self.cache = cache
         self.image = image
         self.image_id = image['id']
@@ -218,6 +145,9 @@ class FillJob:
         # it yields whether to commit at all. The caching worker sets one that
         # holds the queue's lock and checks the job's record is still there.
         self.commit_guard = lambda: contextlib.nullcontext(True)
+        # Where the fill's threads run: the caching worker confines its
+        # background fills (see cpus.py); a follower releases them.
+        self.confinement = confinement or cpus.UNCONFINED
         self.path = cache.incomplete_path(self.image_id)
 
     # -- the writer ------------------------------------------------------------
@@ -250,12 +180,17 @@ class FillJob:
 
         Never raises: the outcome is ``state`` and ``error``.
         """
+        self.confinement.run(self._run, open_source)
+
+    def _run(self, open_source):
         metrics.FILLS_STARTED.inc()
-        hashes = HashPipeline(self.image.get('os_hash_algo') or 'sha512', self.size)
-        flusher = _Flusher(self._write_fd)
+        hashes = None
+        flusher = _Flusher(self._write_fd, self.confinement)
         chunks = ()
         try:
             try:
+                hashes = hashing.HashPipeline(self.image.get('os_hash_algo') or 'sha512',
+                                              self.size, self._read_fd, self.confinement)
                 chunks = open_source()
                 for chunk in chunks:
                     if self._cancel.is_set():
@@ -263,10 +198,11 @@ class FillJob:
                     if not chunk:
                         continue
                     metrics.FETCHED_BYTES.inc(len(chunk))
+                    # The digests read the file back: their failures count as the disk's.
                     self._stage = 'disk'
                     _write_all(self._write_fd, chunk)
-                    self._stage = 'store'
                     hashes.update(chunk)
+                    self._stage = 'store'
                     with self._cond:
                         self.bytes_done += len(chunk)
                         self._cond.notify_all()
@@ -384,6 +320,8 @@ class FillJob:
             if self._read_fd is None:
                 return None
             fd = os.dup(self._read_fd)
+        # A client waits for these bytes: the fill is no longer background work.
+        self.confinement.release()
         return FillFollower(self, fd, chunk_size)
 
     def _readable(self):

@@ -30,7 +30,7 @@ import time
 
 from glance_cache import cache as cache_module
 from glance_cache import errors
-from glance_cache.cache import fill
+from glance_cache.cache import cpus, fill
 from glance_cache.cache import queue as job_queue
 
 LOG = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class CacheWorker:
         self.retry_delay = cc.retry_delay
         self.retry_max_delay = cc.retry_max_delay
         self.poll_interval = cc.poll_interval
+        self.cpus = cpus.FillCpus(cc.fill_cpu_reserve)
         self.is_drainer = False
         self._wakeups = queue.Queue()
         self._stopping = threading.Event()
@@ -96,8 +97,8 @@ class CacheWorker:
                                       daemon=True)
             thread.start()
             self._threads.append(thread)
-        LOG.info('Process %d is this node\'s caching worker (%d thread(s))', os.getpid(),
-                 self.threads)
+        LOG.info('Process %d is this node\'s caching worker (%d thread(s); background '
+                 'fills run %s)', os.getpid(), self.threads, self.cpus.describe())
         for callback in self.on_elected:
             callback()
         return True
@@ -235,7 +236,7 @@ class CacheWorker:
 
     def _begin(self, image):
         try:
-            job, started = self.cache.begin_fill(image)
+            job, started = self.cache.begin_fill(image, self.cpus.confinement())
         except cache_module.CacheFull as exc:
             if (image['size'] or 0) > self.cache.max_size:
                 raise _Permanent(exc.message) from None

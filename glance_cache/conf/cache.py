@@ -35,6 +35,15 @@ cache_opts = [
                help='Bytes per read when filling the cache and serving from it.'),
     cfg.IntOpt('worker_threads', default=1, min=1,
                help='Images the caching worker fills at the same time.'),
+    cfg.IntOpt('fill_cpu_reserve', default=1, min=0,
+               help='CPUs kept free of background fills, those the caching worker runs '
+                    'for PUT /v2/cache while no client downloads the image, so that a node '
+                    'with few CPUs keeps answering requests promptly while it caches. With '
+                    'N usable CPUs such fills run on the N - fill_cpu_reserve '
+                    'highest-numbered ones, and on one at least; on a node with two CPUs '
+                    'that makes a single large fill about half as fast. A download of the '
+                    'image lifts the limit for its fill. 0 lets background fills use every '
+                    'CPU. Linux only; no effect under --server eventlet.'),
     cfg.IntOpt('max_attempts', default=5, min=1,
                help='Attempts at caching an image before its job is marked failed. Only '
                     'transient failures (store I/O, connection errors, stalls) are retried; '

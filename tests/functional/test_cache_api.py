@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -294,8 +295,10 @@ def test_store_failing_every_time_fails_the_job(cache_node, store):
     assert image['id'] in [j['image_id'] for j in failed]
 
 
-def test_data_failing_verification_is_never_cached(cache_node, store):
-    image, served, data = http_image(cache_node, store, 2 * MiB, [CORRUPT])
+# Under 8 MiB the fill hashes in its own thread, from 8 MiB in digest processes.
+@pytest.mark.parametrize('size', [2 * MiB, 12 * MiB])
+def test_data_failing_verification_is_never_cached(cache_node, store, size):
+    image, served, data = http_image(cache_node, store, size, [CORRUPT])
     put(cache_node, image['id'])
     record = wait_state(cache_node, image['id'], 'failed')
     assert record['attempts'] == 1, 'bad data is not retried'
@@ -313,6 +316,42 @@ def test_data_failing_verification_is_never_cached(cache_node, store):
     assert served.requests == 2
     assert image['id'] not in committed(cache_node)
     assert image['id'] not in cached_ids(cache_node)
+
+
+def _digest_processes(pid):
+    out = subprocess.run(['pgrep', '-P', str(pid), '-f', 'digester.py'],
+                         capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason='needs two CPUs')
+def test_a_background_fill_keeps_off_the_cpu_left_to_requests(cache_node, store):
+    # The latest start's lines (the node may have been restarted).
+    log = cache_node.log(last=None)
+    placements = re.findall(r'background fills run on CPU\(s\) ([\d,]+), leaving [\d,]+ '
+                            r'to requests', log)
+    assert placements, 'the worker says where fills run'
+    fill_cpus = {int(cpu) for cpu in placements[-1].split(',')}
+    worker = int(re.findall(r"Process (\d+) is this node's caching worker", log)[-1])
+    every_cpu = os.sched_getaffinity(worker)
+    assert fill_cpus < every_cpu
+    image, served, data = http_image(cache_node, store, 12 * MiB, [hold(9 * MiB)])
+    try:
+        put(cache_node, image['id'])
+        wait_partly_done(cache_node, image['id'])
+        digesters = helpers.wait_for(lambda: _digest_processes(worker),
+                                     'the digest processes')
+        assert [os.sched_getaffinity(pid) for pid in digesters] == [fill_cpus] * 2
+        # A client downloading the image waits for the fill: it may use every CPU.
+        download = requests.get(cache_node.url + image['file'], headers=ADMIN, stream=True,
+                                timeout=60)
+        body = download.iter_content(MiB)
+        first = next(body)
+        assert [os.sched_getaffinity(pid) for pid in digesters] == [every_cpu] * 2
+    finally:
+        served.release()
+    assert first + b''.join(body) == data
+    wait_cached(cache_node, image['id'])
 
 
 def test_progress_is_visible_while_caching(cache_node, store):

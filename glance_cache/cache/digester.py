@@ -1,0 +1,91 @@
+"""One digest of a cache fill, computed in a process of its own.
+
+Run by a fill as ``python -I -S digester.py FD ALGORITHM NICENESS``; it
+imports nothing but the standard library, so it starts in a few
+milliseconds. It lowers its priority by ``NICENESS`` and hashes the
+incomplete file open as descriptor ``FD`` while the fill writes it, mapping
+the file rather than copying it:
+
+- standard input carries 8-byte little-endian byte counts, each saying the
+  file now holds at least that many bytes; the process hashes up to the
+  latest count it has read, then waits for the next;
+- the end of standard input means the fill has no more data;
+- it then prints ``HEXDIGEST BYTES`` on standard output and exits 0, or
+  prints the reason on standard error and exits 1 if the file holds fewer
+  bytes than announced.
+
+Hashing in another process keeps the fill's CPU work out of the server's
+GIL, so the threads answering requests never wait behind it; and what is
+verified is what the file holds, read back from it.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryFile() as f:
+    ...     _ = f.write(b'abc'); f.flush()
+    ...     r, w = os.pipe()
+    ...     _ = os.write(w, (3).to_bytes(COUNT, 'little')); os.close(w)
+    ...     digest(f.fileno(), 'md5', r)
+    ('900150983cd24fb0d6963f7d28e17f72', 3)
+"""
+
+import hashlib
+import mmap
+import os
+import sys
+
+COUNT = 8
+WINDOW = 8 * 1024 * 1024
+
+
+def digest(fd, algorithm, control):
+    """``(hexdigest, bytes)`` of file ``fd``, hashed as ``control`` announces data."""
+    hasher = hashlib.new(algorithm)
+    offset = announced = 0
+    pending = b''
+    while True:
+        message = os.read(control, 64 * 1024)
+        if not message:
+            break
+        pending += message
+        whole = len(pending) - len(pending) % COUNT
+        if whole:
+            announced = int.from_bytes(pending[whole - COUNT:whole], 'little')
+            pending = pending[whole:]
+        offset = _hash_up_to(hasher, fd, offset, announced)
+    return hasher.hexdigest(), offset
+
+
+def _hash_up_to(hasher, fd, offset, end):
+    """Hash bytes ``offset`` to ``end`` of the file, mapped rather than copied."""
+    if end <= offset:
+        return offset
+    if os.fstat(fd).st_size < end:
+        raise EOFError('the file holds %d bytes, not the %d announced'
+                       % (os.fstat(fd).st_size, end))
+    while offset < end:
+        # A window at a time: the mapped pages count in this process's RSS.
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
+        stop = min(end, start + WINDOW)
+        with mmap.mmap(fd, stop - start, access=mmap.ACCESS_READ, offset=start) as mapped:
+            view = memoryview(mapped)
+            try:
+                hasher.update(view[offset - start:])
+            finally:
+                view.release()
+        offset = stop
+    return end
+
+
+def main(argv):
+    fd, algorithm = int(argv[1]), argv[2]
+    os.nice(int(argv[3]))
+    try:
+        hexdigest, size = digest(fd, algorithm, sys.stdin.fileno())
+    except (EOFError, OSError, ValueError) as exc:
+        sys.stderr.write('%s\n' % exc)
+        return 1
+    sys.stdout.write('%s %d\n' % (hexdigest, size))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))
