@@ -70,27 +70,52 @@ def worker_pids(node):
 
 
 def rss_kib(pid):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1])
+    try:
+        with open('/proc/%d/status' % pid) as f:
+            for line in f:
+                if line.startswith('VmRSS:'):
+                    return int(line.split()[1])
+    except OSError:
+        pass  # it ended meanwhile
     return 0
 
 
+def descendants(pid):
+    """The processes below ``pid`` (a fill's digest processes, say), now."""
+    found = []
+    try:
+        tasks = os.listdir('/proc/%d/task' % pid)
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open('/proc/%d/task/%s/children' % (pid, task)) as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child] + descendants(child)
+    return found
+
+
 class RssSampler:
-    """Peak RSS of some processes, sampled every few milliseconds in a thread."""
+    """Peak RSS of some processes and of their descendants at the time, sampled
+    every few milliseconds in a thread."""
 
     def __init__(self, pids, interval=0.005):
         self.pids = pids
         self.interval = interval
-        self.before = sum(rss_kib(p) for p in pids)
+        self.before = self._total()
         self.peak = self.before
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _total(self):
+        return sum(rss_kib(p) for pid in self.pids for p in [pid] + descendants(pid))
+
     def _run(self):
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, sum(rss_kib(p) for p in self.pids))
+            self.peak = max(self.peak, self._total())
 
     def __enter__(self):
         self._thread.start()

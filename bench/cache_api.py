@@ -13,6 +13,8 @@ busy     GET /v2/cache latency on an idle node, while md5sum and sha512sum
          hash the image in other processes (the CPU of a fill's digests,
          without the node), and while a --fill-mib fill runs; and the
          fill's time alone and while GET /v2/cache is polled back to back.
+         Twice: with the default [cache] fill_cpu_reserve (background fills
+         keep a CPU free for requests) and with 0 (fills on every CPU).
 many     --many images queued from 4 client threads: time until every PUT
          was answered, and until all are cached, from the first PUT; with
          one server process (the default) and with one per core.
@@ -139,53 +141,72 @@ def _while_hashing(source, measure):
             proc.wait()
 
 
-def part_busy(args, directory):
-    work = os.path.join(directory, 'busy')
-    os.makedirs(work)
-    source = common.make_file(os.path.join(work, 'source.img'), args.fill_mib)
-    node = common.start_node(os.path.join(work, 'node'), {
-        'cache': {'max_size': str(4 * args.fill_mib * common.MIB)}})
+def _busy_on(args, work, source, options, reference):
+    """(idle, during the fill, the reference or None, fill alone, fill polled)."""
+    node = common.start_node(os.path.join(work, 'node-%d' % len(os.listdir(work))), {
+        'cache': dict({'max_size': str(4 * args.fill_mib * common.MIB)}, **options)})
     try:
         image = common.upload(node, source)
         idle = _sample_list(node)
         # The reference for the figure during the fill: the same two digests
         # computed by other processes. On a machine with few cores the
         # listing's tail then reflects the CPU they take, not the node.
-        hashed = _while_hashing(source, lambda: _sample_list(node))
-        os.unlink(source)
+        hashed = _while_hashing(source, lambda: _sample_list(node)) if reference else None
 
-        def fill():
+        def fill(latencies=None):
+            """The fill's seconds; with ``latencies``, GET /v2/cache polled meanwhile."""
             node.request('DELETE', '/v2/cache/%s' % image['id'])
             common.timed('sync')
+            stop = threading.Event()
+            poller = threading.Thread(target=_poll_list, args=(node, stop, latencies))
+            if latencies is not None:
+                poller.start()
             queue(requests, node, image['id'])
             job = common.wait_cached(node, image['id'], timeout=3600, interval=FILL_POLL)
+            stop.set()
+            if latencies is not None:
+                poller.join()
             return job['finished_at'] - job['started_at']
 
+        # One fill first, untimed: the two timed ones then start from the
+        # same state (the upload's data written back, the first fill's
+        # one-off costs paid).
+        fill()
         alone = fill()
         busy = []
-        stop = threading.Event()
-        poller = threading.Thread(target=_poll_list, args=(node, stop, busy))
-        node.request('DELETE', '/v2/cache/%s' % image['id'])
-        common.timed('sync')
-        poller.start()
-        queue(requests, node, image['id'])
-        job = common.wait_cached(node, image['id'], timeout=3600, interval=FILL_POLL)
-        stop.set()
-        poller.join()
-        polled = job['finished_at'] - job['started_at']
+        polled = fill(busy)
     finally:
         node.stop()
-    print('[busy] %d MiB fill; GET /v2/cache back to back' % args.fill_mib)
-    print('  GET /v2/cache p99: idle %s (%d requests), during the fill %s (%d requests): '
-          '%.2f x' % (ms(percentile(idle, 0.99)), len(idle), ms(percentile(busy, 0.99)),
-                      len(busy), percentile(busy, 0.99) / percentile(idle, 0.99)))
-    print('  GET /v2/cache p99 while md5sum and sha512sum hash the image in other '
-          'processes: %s (%d requests): %.2f x idle; the fill\'s = %.2f x this'
-          % (ms(percentile(hashed, 0.99)), len(hashed),
-             percentile(hashed, 0.99) / percentile(idle, 0.99),
-             percentile(busy, 0.99) / percentile(hashed, 0.99)))
-    print('  fill: alone %.2f s, while polled %.2f s: %.2f x' % (alone, polled,
-                                                                 polled / alone))
+    return idle, busy, hashed, alone, polled
+
+
+def part_busy(args, directory):
+    work = os.path.join(directory, 'busy')
+    os.makedirs(work)
+    source = common.make_file(os.path.join(work, 'source.img'), args.fill_mib)
+    print('[busy] %d MiB fill; GET /v2/cache back to back; %d CPUs'
+          % (args.fill_mib, len(os.sched_getaffinity(0))))
+    # The default (background fills keep a CPU free for requests), then
+    # fills on every CPU.
+    configurations = (('fill_cpu_reserve = default', {}),
+                      ('fill_cpu_reserve = 0', {'fill_cpu_reserve': '0'}))
+    for i, (label, options) in enumerate(configurations):
+        idle, busy, hashed, alone, polled = _busy_on(args, work, source, options,
+                                                     reference=i == 0)
+        print('  %s' % label)
+        print('    GET /v2/cache p99: idle %s (%d requests), during the fill %s '
+              '(%d requests): %.2f x' % (ms(percentile(idle, 0.99)), len(idle),
+                                         ms(percentile(busy, 0.99)), len(busy),
+                                         percentile(busy, 0.99) / percentile(idle, 0.99)))
+        if hashed is not None:
+            print('    GET /v2/cache p99 while md5sum and sha512sum hash the image in other '
+                  'processes: %s (%d requests): %.2f x idle; the fill\'s = %.2f x this'
+                  % (ms(percentile(hashed, 0.99)), len(hashed),
+                     percentile(hashed, 0.99) / percentile(idle, 0.99),
+                     percentile(busy, 0.99) / percentile(hashed, 0.99)))
+        print('    fill: alone %.2f s, while polled %.2f s: %.2f x' % (alone, polled,
+                                                                     polled / alone))
+    os.unlink(source)
 
 
 def _many_on(node, count):
