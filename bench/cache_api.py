@@ -11,7 +11,9 @@ small    100 images of 64 KiB queued one after another: time for PUT
          committed and listed), fsyncs on.
 busy     GET /v2/cache latency on an idle node, while md5sum and sha512sum
          hash the image in other processes (the CPU of a fill's digests,
-         without the node), and while a --fill-mib fill runs; and the
+         without the node), while cp copies it in a process bound to the
+         CPU a background fill gets (a fill's copying, without the node),
+         and while a --fill-mib fill runs; and the
          fill's time alone and while GET /v2/cache is polled back to back.
          Twice: with the default [cache] fill_cpu_reserve (background fills
          keep a CPU free for requests) and with 0 (fills on every CPU).
@@ -127,31 +129,53 @@ def _sample_list(node, seconds=3):
     return latencies
 
 
-def _while_hashing(source, measure):
-    """``measure()`` while md5sum and sha512sum hash ``source`` over and over in
-    processes of their own: the CPU a fill's two digests take, without the node."""
-    hashers = [subprocess.Popen(['sh', '-c', 'while :; do %s "$0" >/dev/null; done' % tool,
-                                 source], start_new_session=True)
-               for tool in ('md5sum', 'sha512sum')]
+def _while_running(commands, source, measure, cpus=None):
+    """``measure()`` while each shell command runs over and over on ``source``
+    (``$0`` in the command), in processes of their own, bound to ``cpus``."""
+    def bind():
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)  # the commands inherit it from the shell
+
+    procs = [subprocess.Popen(['sh', '-c', 'while :; do %s; done' % command, source],
+                              start_new_session=True, preexec_fn=bind)
+             for command in commands]
     try:
         return measure()
     finally:
-        for proc in hashers:
+        for proc in procs:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        if os.path.exists(source + '.copy'):
+            os.unlink(source + '.copy')
+
+
+# The references for the listing's tail during a fill, with no node in them:
+# the CPU of a fill's two digests, and copying the image (the fill's own
+# thread reads the store and writes the cache) on the CPU a background fill
+# gets by default.
+HASHING = ('md5sum "$0" >/dev/null', 'sha512sum "$0" >/dev/null')
+COPYING = ('cp "$0" "$0.copy"',)
 
 
 def _busy_on(args, work, source, options, reference):
-    """(idle, during the fill, the reference or None, fill alone, fill polled)."""
+    """(idle, during the fill, the references or None, fill alone, fill polled)."""
     node = common.start_node(os.path.join(work, 'node-%d' % len(os.listdir(work))), {
         'cache': dict({'max_size': str(4 * args.fill_mib * common.MIB)}, **options)})
     try:
         image = common.upload(node, source)
         idle = _sample_list(node)
-        # The reference for the figure during the fill: the same two digests
-        # computed by other processes. On a machine with few cores the
-        # listing's tail then reflects the CPU they take, not the node.
-        hashed = _while_hashing(source, lambda: _sample_list(node)) if reference else None
+        # The references for the figure during the fill: the same work done
+        # by other processes. On a machine with few cores the listing's tail
+        # then reflects what they take from it, not the node.
+        references = None
+        if reference:
+            fill_cpu = {max(os.sched_getaffinity(0))}
+            references = [
+                ('md5sum and sha512sum hash the image in other processes',
+                 _while_running(HASHING, source, lambda: _sample_list(node))),
+                ('cp copies the image in another process, bound to CPU %d'
+                 % min(fill_cpu),
+                 _while_running(COPYING, source, lambda: _sample_list(node), fill_cpu))]
 
         def fill(latencies=None):
             """The fill's seconds; with ``latencies``, GET /v2/cache polled meanwhile."""
@@ -177,7 +201,7 @@ def _busy_on(args, work, source, options, reference):
         polled = fill(busy)
     finally:
         node.stop()
-    return idle, busy, hashed, alone, polled
+    return idle, busy, references, alone, polled
 
 
 def part_busy(args, directory):
@@ -191,19 +215,19 @@ def part_busy(args, directory):
     configurations = (('fill_cpu_reserve = default', {}),
                       ('fill_cpu_reserve = 0', {'fill_cpu_reserve': '0'}))
     for i, (label, options) in enumerate(configurations):
-        idle, busy, hashed, alone, polled = _busy_on(args, work, source, options,
-                                                     reference=i == 0)
+        idle, busy, references, alone, polled = _busy_on(args, work, source, options,
+                                                         reference=i == 0)
         print('  %s' % label)
         print('    GET /v2/cache p99: idle %s (%d requests), during the fill %s '
               '(%d requests): %.2f x' % (ms(percentile(idle, 0.99)), len(idle),
                                          ms(percentile(busy, 0.99)), len(busy),
                                          percentile(busy, 0.99) / percentile(idle, 0.99)))
-        if hashed is not None:
-            print('    GET /v2/cache p99 while md5sum and sha512sum hash the image in other '
-                  'processes: %s (%d requests): %.2f x idle; the fill\'s = %.2f x this'
-                  % (ms(percentile(hashed, 0.99)), len(hashed),
-                     percentile(hashed, 0.99) / percentile(idle, 0.99),
-                     percentile(busy, 0.99) / percentile(hashed, 0.99)))
+        for what, latencies in references or ():
+            print('    GET /v2/cache p99 while %s: %s (%d requests): %.2f x idle; the '
+                  'fill\'s = %.2f x this'
+                  % (what, ms(percentile(latencies, 0.99)), len(latencies),
+                     percentile(latencies, 0.99) / percentile(idle, 0.99),
+                     percentile(busy, 0.99) / percentile(latencies, 0.99)))
         print('    fill: alone %.2f s, while polled %.2f s: %.2f x' % (alone, polled,
                                                                      polled / alone))
     os.unlink(source)
