@@ -80,13 +80,27 @@ def rss_kib(pid):
     return 0
 
 
+def _cmdline(pid):
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def descendants(pid):
-    """The processes below ``pid`` (a fill's digest processes, say), now."""
+    """The processes below ``pid`` (a fill's digest processes, say), now.
+
+    A child that has not yet exec'd its program (its command line is still
+    its parent's) is left out: until then it shares or copies the parent's
+    memory, and counting it would count the parent twice.
+    """
     found = []
     try:
         tasks = os.listdir('/proc/%d/task' % pid)
     except OSError:
         return found
+    parent = _cmdline(pid)
     for task in tasks:
         try:
             with open('/proc/%d/task/%s/children' % (pid, task)) as f:
@@ -94,7 +108,8 @@ def descendants(pid):
         except OSError:
             continue
         for child in children:
-            found += [child] + descendants(child)
+            if _cmdline(child) != parent:
+                found += [child] + descendants(child)
     return found
 
 
