@@ -65,12 +65,22 @@ def _hash_up_to(hasher, fd, offset, end):
         # A window at a time: the mapped pages count in this process's RSS.
         start = offset - offset % mmap.ALLOCATIONGRANULARITY
         stop = min(end, start + WINDOW)
-        with mmap.mmap(fd, stop - start, access=mmap.ACCESS_READ, offset=start) as mapped:
-            view = memoryview(mapped)
-            try:
-                hasher.update(view[offset - start:])
-            finally:
-                view.release()
+        try:
+            mapped = mmap.mmap(fd, stop - start, access=mmap.ACCESS_READ, offset=start)
+        except OSError:
+            # A file system that cannot map files: read it instead.
+            data = os.pread(fd, stop - offset, offset)
+            if len(data) != stop - offset:
+                raise EOFError('the file ends at byte %d, before the %d announced'
+                               % (offset + len(data), end)) from None
+            hasher.update(data)
+        else:
+            with mapped:
+                view = memoryview(mapped)
+                try:
+                    hasher.update(view[offset - start:])
+                finally:
+                    view.release()
         offset = stop
     return end
 

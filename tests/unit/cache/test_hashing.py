@@ -98,6 +98,24 @@ def test_digester_takes_counts_split_across_reads(tmp_path):
     assert result == (hashlib.sha512(data).hexdigest(), len(data))
 
 
+def test_digester_reads_where_the_file_cannot_be_mapped(tmp_path, monkeypatch):
+    def no_mapping(*args, **kwargs):
+        raise OSError(19, 'No such device')  # what mmap says on such file systems
+
+    monkeypatch.setattr(digester.mmap, 'mmap', no_mapping)
+    data = os.urandom(digester.WINDOW + 4321)
+    path = tmp_path / 'f'
+    path.write_bytes(data)
+    read, write = os.pipe()
+    os.write(write, (len(data) - 1).to_bytes(digester.COUNT, 'little'))
+    os.write(write, len(data).to_bytes(digester.COUNT, 'little'))
+    os.close(write)
+    with open(path, 'rb') as f:
+        result = digester.digest(f.fileno(), 'md5', read)
+    os.close(read)
+    assert result == (hashlib.md5(data).hexdigest(), len(data))
+
+
 def test_digester_refuses_more_than_the_file_holds(tmp_path):
     path = tmp_path / 'f'
     path.write_bytes(b'abc')
