@@ -9,10 +9,12 @@ the file rather than copying it:
 - standard input carries 8-byte little-endian byte counts, each saying the
   file now holds at least that many bytes; the process hashes up to the
   latest count it has read, then waits for the next;
-- the end of standard input means the fill has no more data;
-- it then prints ``HEXDIGEST BYTES`` on standard output and exits 0, or
-  prints the reason on standard error and exits 1 if the file holds fewer
-  bytes than announced.
+- the count ``END`` says the fill has no more data; the process hashes
+  what is left, prints ``HEXDIGEST BYTES`` on standard output and exits 0;
+- it prints the reason on standard error and exits 1 if the file holds
+  fewer bytes than announced, or if standard input ends without ``END``:
+  the fill's process died, and the rest is not hashed (it checks between
+  windows of the file, so it stops within one).
 
 Hashing in another process keeps the fill's CPU work out of the server's
 GIL, so the threads answering requests never wait behind it; and what is
@@ -22,7 +24,7 @@ verified is what the file holds, read back from it.
     >>> with tempfile.TemporaryFile() as f:
     ...     _ = f.write(b'abc'); f.flush()
     ...     r, w = os.pipe()
-    ...     _ = os.write(w, (3).to_bytes(COUNT, 'little')); os.close(w)
+    ...     _ = os.write(w, (3).to_bytes(COUNT, 'little') + END); os.close(w)
     ...     digest(f.fileno(), 'md5', r)
     ('900150983cd24fb0d6963f7d28e17f72', 3)
 """
@@ -30,27 +32,68 @@ verified is what the file holds, read back from it.
 import hashlib
 import mmap
 import os
+import select
 import sys
 
 COUNT = 8
+END = b'\xff' * COUNT
 WINDOW = 8 * 1024 * 1024
 
 
+class Orphaned(Exception):
+    """Standard input ended without END: the fill will never use the digest."""
+
+
+class _Control:
+    """The counts the fill sends, read as they come."""
+
+    def __init__(self, fd):
+        self._fd = fd
+        self._pending = b''
+        self.announced = 0
+        self.ended = False
+        self.closed = False
+
+    def read(self, wait):
+        """Take in what the fill sent (waiting for something if ``wait``);
+        False once standard input is closed."""
+        if self.closed:
+            return False
+        if not wait and not select.select([self._fd], [], [], 0)[0]:
+            return True
+        data = os.read(self._fd, 64 * 1024)
+        if not data:
+            self.closed = True
+            return False
+        self._pending += data
+        whole = len(self._pending) - len(self._pending) % COUNT
+        for start in range(0, whole, COUNT):
+            message = self._pending[start:start + COUNT]
+            if message == END:
+                self.ended = True
+            else:
+                self.announced = int.from_bytes(message, 'little')
+        self._pending = self._pending[whole:]
+        return True
+
+
 def digest(fd, algorithm, control):
-    """``(hexdigest, bytes)`` of file ``fd``, hashed as ``control`` announces data."""
+    """``(hexdigest, bytes)`` of file ``fd``, hashed as ``control`` announces data.
+
+    Raises Orphaned if ``control`` closes without END, EOFError if the file
+    holds less than announced.
+    """
     hasher = hashlib.new(algorithm)
-    offset = announced = 0
-    pending = b''
-    while True:
-        message = os.read(control, 64 * 1024)
-        if not message:
-            break
-        pending += message
-        whole = len(pending) - len(pending) % COUNT
-        if whole:
-            announced = int.from_bytes(pending[whole - COUNT:whole], 'little')
-            pending = pending[whole:]
-        offset = _hash_up_to(hasher, fd, offset, announced)
+    offset = 0
+    counts = _Control(control)
+    while counts.read(wait=True):
+        while offset < counts.announced and counts.read(wait=False):
+            offset = _hash_up_to(hasher, fd, offset,
+                                 min(counts.announced, offset + WINDOW))
+    if not counts.ended:
+        raise Orphaned('the fill stopped sending counts without its end '
+                       '(its process died); %d bytes hashed' % offset)
+    offset = _hash_up_to(hasher, fd, offset, counts.announced)
     return hasher.hexdigest(), offset
 
 
@@ -90,7 +133,7 @@ def main(argv):
     os.nice(int(argv[3]))
     try:
         hexdigest, size = digest(fd, algorithm, sys.stdin.fileno())
-    except (EOFError, OSError, ValueError) as exc:
+    except (Orphaned, EOFError, OSError, ValueError) as exc:
         sys.stderr.write('%s\n' % exc)
         return 1
     sys.stdout.write('%s %d\n' % (hexdigest, size))

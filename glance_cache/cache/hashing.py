@@ -27,7 +27,7 @@ import sys
 import threading
 
 from glance_cache import errors
-from glance_cache.cache import cpus
+from glance_cache.cache import cpus, digester
 
 INLINE_HASH_LIMIT = 8 * 1024 * 1024
 HASH_QUEUE_DEPTH = 4
@@ -139,6 +139,10 @@ class _ProcessDigest:
     def finish(self, total):
         self._confinement.disown(self._proc.pid)
         self._ended = True
+        try:
+            os.write(self._control, digester.END)
+        except OSError:
+            pass  # it died: its status says why
         out, err = self._proc.communicate()
         reason = err.decode('utf-8', 'replace').strip()
         status = self._proc.returncode

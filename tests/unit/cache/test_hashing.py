@@ -3,6 +3,7 @@
 import doctest
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -81,7 +82,8 @@ def test_digester_takes_counts_split_across_reads(tmp_path):
     path = tmp_path / 'f'
     path.write_bytes(data)
     read, write = os.pipe()
-    counts = b''.join(n.to_bytes(digester.COUNT, 'little') for n in (1, 70_000, 300_000))
+    counts = b''.join(n.to_bytes(digester.COUNT, 'little')
+                      for n in (1, 70_000, 300_000)) + digester.END
 
     def feed():
         # Byte by byte: every message arrives in pieces.
@@ -108,7 +110,7 @@ def test_digester_reads_where_the_file_cannot_be_mapped(tmp_path, monkeypatch):
     path.write_bytes(data)
     read, write = os.pipe()
     os.write(write, (len(data) - 1).to_bytes(digester.COUNT, 'little'))
-    os.write(write, len(data).to_bytes(digester.COUNT, 'little'))
+    os.write(write, len(data).to_bytes(digester.COUNT, 'little') + digester.END)
     os.close(write)
     with open(path, 'rb') as f:
         result = digester.digest(f.fileno(), 'md5', read)
@@ -122,10 +124,26 @@ def test_digester_refuses_more_than_the_file_holds(tmp_path):
     with open(path, 'rb') as f:
         proc = subprocess.run(
             [sys.executable, '-I', '-S', hashing.DIGESTER, str(f.fileno()), 'md5', '0'],
-            input=(10).to_bytes(digester.COUNT, 'little'), capture_output=True,
+            input=(10).to_bytes(digester.COUNT, 'little') + digester.END, capture_output=True,
             pass_fds=(f.fileno(),))
     assert proc.returncode == 1
     assert b'holds 3 bytes, not the 10 announced' in proc.stderr
+
+
+def test_a_digester_whose_fill_died_stops_within_a_window(tmp_path):
+    # Its input ends without END, as when the server is killed mid-fill:
+    # it must not go on hashing the rest of what was announced.
+    path = tmp_path / 'f'
+    path.write_bytes(os.urandom(4 * digester.WINDOW))
+    with open(path, 'rb') as f:
+        proc = subprocess.run(
+            [sys.executable, '-I', '-S', hashing.DIGESTER, str(f.fileno()), 'md5', '0'],
+            input=(4 * digester.WINDOW).to_bytes(digester.COUNT, 'little'),
+            capture_output=True, pass_fds=(f.fileno(),))
+    assert proc.returncode == 1
+    assert b'without its end' in proc.stderr
+    hashed = int(re.search(rb'(\d+) bytes hashed', proc.stderr).group(1))
+    assert hashed <= digester.WINDOW
 
 
 def test_a_digest_process_that_dies_fails_the_pipeline_with_its_status(tmp_path):
