@@ -157,9 +157,9 @@ HASHING = ('md5sum "$0" >/dev/null', 'sha512sum "$0" >/dev/null')
 COPYING = ('cp "$0" "$0.copy"',)
 
 
-def _busy_on(args, work, source, options, reference):
+def _busy_on(args, node_dir, source, options, reference):
     """(idle, during the fill, the references or None, fill alone, fill polled)."""
-    node = common.start_node(os.path.join(work, 'node-%d' % len(os.listdir(work))), {
+    node = common.start_node(node_dir, {
         'cache': dict({'max_size': str(4 * args.fill_mib * common.MIB)}, **options)})
     try:
         image = common.upload(node, source)
@@ -169,13 +169,12 @@ def _busy_on(args, work, source, options, reference):
         # then reflects what they take from it, not the node.
         references = None
         if reference:
-            fill_cpu = {max(os.sched_getaffinity(0))}
+            fill_cpu = max(os.sched_getaffinity(0))
             references = [
                 ('md5sum and sha512sum hash the image in other processes',
                  _while_running(HASHING, source, lambda: _sample_list(node))),
-                ('cp copies the image in another process, bound to CPU %d'
-                 % min(fill_cpu),
-                 _while_running(COPYING, source, lambda: _sample_list(node), fill_cpu))]
+                ('cp copies the image in another process, bound to CPU %d' % fill_cpu,
+                 _while_running(COPYING, source, lambda: _sample_list(node), {fill_cpu}))]
 
         def fill(latencies=None):
             """The fill's seconds; with ``latencies``, GET /v2/cache polled meanwhile."""
@@ -215,8 +214,8 @@ def part_busy(args, directory):
     configurations = (('fill_cpu_reserve = default', {}),
                       ('fill_cpu_reserve = 0', {'fill_cpu_reserve': '0'}))
     for i, (label, options) in enumerate(configurations):
-        idle, busy, references, alone, polled = _busy_on(args, work, source, options,
-                                                         reference=i == 0)
+        idle, busy, references, alone, polled = _busy_on(
+            args, os.path.join(work, 'node-%d' % i), source, options, reference=i == 0)
         print('  %s' % label)
         print('    GET /v2/cache p99: idle %s (%d requests), during the fill %s '
               '(%d requests): %.2f x' % (ms(percentile(idle, 0.99)), len(idle),

@@ -231,6 +231,13 @@ class HeldWorkerLock:
             self._fd = None
 
 
+def digest_processes(parent):
+    """Pids of the fill digest processes (digester.py) that ``parent`` started."""
+    out = subprocess.run(['pgrep', '-P', str(parent), '-f', 'digester.py'],
+                         capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
 def wait_for(predicate, what, timeout=30, interval=0.05, error=AssertionError):
     """Poll ``predicate`` until it is true; raise ``error`` naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout

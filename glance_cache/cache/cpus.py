@@ -27,7 +27,7 @@ import threading
 LOG = logging.getLogger(__name__)
 
 
-def _green_threads():
+def green_threads():
     """Whether ``threading`` has been monkey-patched by eventlet."""
     patcher = sys.modules.get('eventlet.patcher')
     return patcher is not None and patcher.is_monkey_patched('thread')
@@ -37,10 +37,9 @@ class FillCpus:
     """The CPUs this process may use, and the part of them background fills get."""
 
     def __init__(self, reserve):
-        self.reserve = reserve
         self.usable = None
         self.for_fills = None
-        if not hasattr(os, 'sched_setaffinity') or _green_threads():
+        if not hasattr(os, 'sched_setaffinity') or green_threads():
             return
         self.usable = frozenset(os.sched_getaffinity(0))
         # Fills take the highest-numbered CPUs; at least one is theirs.
@@ -78,12 +77,12 @@ class Confinement:
         self._lock = threading.Lock()
         self._threads = set()
         self._processes = set()
-        self.released = False
+        self._released = False
 
     def enter(self):
         """Confine the calling thread to the fill CPUs, unless released already."""
         with self._lock:
-            if self.released:
+            if self._released:
                 return
             # On failure (a cpuset changed under us) the thread runs unconfined.
             if _set_affinity(0, self._cpus):
@@ -100,7 +99,7 @@ class Confinement:
     def adopt(self, pid):
         """Confine a process the fill started (a digester), unless released already."""
         with self._lock:
-            if not self.released and _set_affinity(pid, self._cpus):
+            if not self._released and _set_affinity(pid, self._cpus):
                 self._processes.add(pid)
 
     def disown(self, pid):
@@ -111,9 +110,9 @@ class Confinement:
     def release(self):
         """Let the fill's threads and processes, running and to come, use every CPU."""
         with self._lock:
-            if self.released:
+            if self._released:
                 return
-            self.released = True
+            self._released = True
             for tid in self._threads | self._processes:
                 _set_affinity(tid, self._usable)
             self._threads.clear()
@@ -130,8 +129,6 @@ class Confinement:
 
 class _Unconfined:
     """A Confinement that leaves its threads where they are."""
-
-    released = True
 
     def enter(self):
         pass

@@ -48,8 +48,7 @@ class DigestError(errors.GlanceCacheError):
 
 def _interpreter():
     """The Python to run digester.py with, or None (eventlet, an embedded Python)."""
-    patcher = sys.modules.get('eventlet.patcher')
-    if patcher is not None and patcher.is_monkey_patched('thread'):
+    if cpus.green_threads():
         return None
     executable = sys.executable
     if executable and os.path.basename(executable).startswith('python'):
@@ -130,7 +129,7 @@ class _ProcessDigest:
 
     def update(self, chunk, total):
         try:
-            os.write(self._control, total.to_bytes(8, 'little'))
+            os.write(self._control, total.to_bytes(digester.COUNT, 'little'))
         except OSError:
             # Its reason, if it gave one, is on its standard error.
             self.finish(total)
@@ -186,7 +185,8 @@ class HashPipeline:
         small = expected_size is not None and expected_size < INLINE_HASH_LIMIT
         python = _interpreter()
         try:
-            for algorithm in ('md5', multihash_algo):
+            # One digest per algorithm, should the multihash be MD5 too.
+            for algorithm in dict.fromkeys(('md5', multihash_algo)):
                 if small:
                     digest = _InlineDigest(algorithm)
                 elif python is not None and fd is not None:

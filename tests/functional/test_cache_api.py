@@ -14,7 +14,6 @@ import hashlib
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -318,12 +317,6 @@ def test_data_failing_verification_is_never_cached(cache_node, store, size):
     assert image['id'] not in cached_ids(cache_node)
 
 
-def _digest_processes(pid):
-    out = subprocess.run(['pgrep', '-P', str(pid), '-f', 'digester.py'],
-                         capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason='needs two CPUs')
 def test_a_background_fill_keeps_off_the_cpu_left_to_requests(cache_node, store):
     # The latest start's lines (the node may have been restarted).
@@ -339,7 +332,7 @@ def test_a_background_fill_keeps_off_the_cpu_left_to_requests(cache_node, store)
     try:
         put(cache_node, image['id'])
         wait_partly_done(cache_node, image['id'])
-        digesters = helpers.wait_for(lambda: _digest_processes(worker),
+        digesters = helpers.wait_for(lambda: helpers.digest_processes(worker),
                                      'the digest processes')
         assert [os.sched_getaffinity(pid) for pid in digesters] == [fill_cpus] * 2
         # A client downloading the image waits for the fill: it may use every CPU.

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from glance_cache.cache import cpus, hashing
+from tests import helpers
 from tests.unit.cache.conftest import image_for
 
 USABLE = frozenset(os.sched_getaffinity(0))
@@ -108,11 +109,11 @@ def test_a_background_fill_runs_confined_until_a_client_follows_it(cache_factory
     def source():
         yield data[:half]
         seen['fill'] = os.sched_getaffinity(0)
-        seen['digests'] = [os.sched_getaffinity(pid) for pid in _digest_pids()]
+        seen['digests'] = _digest_affinities()
         reached.set()
         go_on.wait(10)
         seen['fill_followed'] = os.sched_getaffinity(0)
-        seen['digests_followed'] = [os.sched_getaffinity(pid) for pid in _digest_pids()]
+        seen['digests_followed'] = _digest_affinities()
         yield data[half:]
 
     runner = threading.Thread(target=job.run, args=(source,))
@@ -130,7 +131,5 @@ def test_a_background_fill_runs_confined_until_a_client_follows_it(cache_factory
     assert seen['digests_followed'] == [USABLE] * 2
 
 
-def _digest_pids():
-    out = subprocess.run(['pgrep', '-P', str(os.getpid()), '-f', 'digester.py'],
-                         capture_output=True, text=True, check=True).stdout
-    return [int(pid) for pid in out.split()]
+def _digest_affinities():
+    return [os.sched_getaffinity(pid) for pid in helpers.digest_processes(os.getpid())]
