@@ -3,7 +3,6 @@
 import hashlib
 import logging
 import re
-import threading
 
 from glance_cache import cache as cache_module
 from glance_cache import errors, metrics
@@ -255,8 +254,7 @@ def _follow_fill(svc, image):
         return None
     if started:
         location = image['location']
-        threading.Thread(target=job.run, args=(lambda: svc.store.get(location)[0],),
-                         name='fill-%s' % image['id'], daemon=True).start()
+        cache.run_fill(job, lambda: svc.store.get(location)[0])
     return job.follow(cache.chunk_size)
 
 

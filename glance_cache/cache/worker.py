@@ -244,8 +244,7 @@ class CacheWorker:
         if started:
             location = image['location']
             job.commit_guard = functools.partial(self._still_wanted, image['id'])
-            threading.Thread(target=job.run, args=(lambda: self.store.get(location)[0],),
-                             name='fill-%s' % image['id'], daemon=True).start()
+            self.cache.run_fill(job, lambda: self.store.get(location)[0])
         return job
 
     @contextlib.contextmanager
