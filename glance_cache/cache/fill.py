@@ -130,7 +130,10 @@ class FillJob:
         self.error = None
         self.started_at = time.time()
         self.finished_at = None
+        # Notified at every chunk, for followers; _ended is for those who wait
+        # for the outcome only, so that they are not woken at every chunk.
         self._cond = threading.Condition()
+        self._ended = threading.Event()
         self._cancel = threading.Event()
         self._read_fd = None
         self._write_fd = None
@@ -263,6 +266,7 @@ class FillJob:
                 os.close(self._read_fd)
                 self._read_fd = None
             self._cond.notify_all()
+        self._ended.set()
         self._count()
         self.cache.fill_finished(self)
 
@@ -304,9 +308,8 @@ class FillJob:
 
     def wait(self, timeout=None):
         """Block until the fill ends; return its final state."""
-        with self._cond:
-            self._cond.wait_for(lambda: self.state != self.RUNNING, timeout)
-            return self.state
+        self._ended.wait(timeout)
+        return self.state
 
     # -- followers -------------------------------------------------------------
 
