@@ -14,7 +14,9 @@ busy     GET /v2/cache latency on an idle node, while md5sum and sha512sum
          without the node), while cp copies it in a process bound to the
          CPU a background fill gets (a fill's copying, without the node),
          and while a --fill-mib fill runs; and the
-         fill's time alone and while GET /v2/cache is polled back to back.
+         fill's time alone and while GET /v2/cache is polled back to back,
+         against the same for the fill's work without the node (cp, and
+         md5sum and sha512sum at the digests' niceness, bound to that CPU).
          Twice: with the default [cache] fill_cpu_reserve (background fills
          keep a CPU free for requests) and with 0 (fills on every CPU).
 many     --many images queued from 4 client threads: time until every PUT
@@ -36,6 +38,8 @@ import threading
 import time
 
 import requests
+
+from glance_cache.cache import hashing
 
 import _common as common
 
@@ -158,8 +162,37 @@ HASHING = ('md5sum "$0" >/dev/null', 'sha512sum "$0" >/dev/null')
 COPYING = ('cp "$0" "$0.copy"',)
 
 
+# A fill's work without the node: copy the image, and hash it at the
+# digests' niceness, on the CPU a background fill gets; then sync the copy.
+FILL_WORK = ('cp "$0" "$0.copy" & '
+             'nice -n %d md5sum "$0" >/dev/null & nice -n %d sha512sum "$0" >/dev/null & '
+             'wait; sync "$0.copy"' % (hashing.DIGEST_NICENESS, hashing.DIGEST_NICENESS))
+
+
+def _fill_work_seconds(source, cpu, node=None):
+    """Seconds of FILL_WORK on ``source`` bound to ``cpu``; with ``node``, while
+    GET /v2/cache is polled back to back."""
+    common.timed('sync')
+    stop = threading.Event()
+    poller = threading.Thread(target=_poll_list, args=(node, stop, []))
+    if node is not None:
+        poller.start()
+    try:
+        started = time.perf_counter()
+        subprocess.run(['sh', '-c', FILL_WORK, source], check=True,
+                       preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+        return time.perf_counter() - started
+    finally:
+        stop.set()
+        if node is not None:
+            poller.join()
+        if os.path.exists(source + '.copy'):
+            os.unlink(source + '.copy')
+
+
 def _busy_on(args, node_dir, source, options, reference):
-    """(idle, during the fill, the references or None, fill alone, fill polled)."""
+    """(idle, during the fill, the references or None, fill alone, fill polled,
+    (CPU, its work alone, its work polled) or None)."""
     node = common.start_node(node_dir, {
         'cache': dict({'max_size': str(4 * args.fill_mib * common.MIB)}, **options)})
     try:
@@ -168,7 +201,7 @@ def _busy_on(args, node_dir, source, options, reference):
         # The references for the figure during the fill: the same work done
         # by other processes. On a machine with few cores the listing's tail
         # then reflects what they take from it, not the node.
-        references = None
+        references = fill_work = None
         if reference:
             fill_cpu = max(os.sched_getaffinity(0))
             references = [
@@ -176,6 +209,11 @@ def _busy_on(args, node_dir, source, options, reference):
                  _while_running(HASHING, source, lambda: _sample_list(node))),
                 ('cp copies the image in another process, bound to CPU %d' % fill_cpu,
                  _while_running(COPYING, source, lambda: _sample_list(node), {fill_cpu}))]
+            # And for the fill's time while polled: its work without the
+            # node (the first run untimed, as for the fill).
+            _fill_work_seconds(source, fill_cpu)
+            fill_work = (fill_cpu, _fill_work_seconds(source, fill_cpu),
+                      _fill_work_seconds(source, fill_cpu, node))
 
         def fill(latencies=None):
             """The fill's seconds; with ``latencies``, GET /v2/cache polled meanwhile."""
@@ -201,7 +239,7 @@ def _busy_on(args, node_dir, source, options, reference):
         polled = fill(busy)
     finally:
         node.stop()
-    return idle, busy, references, alone, polled
+    return idle, busy, references, alone, polled, fill_work
 
 
 def part_busy(args, directory):
@@ -215,7 +253,7 @@ def part_busy(args, directory):
     configurations = (('fill_cpu_reserve = default', {}),
                       ('fill_cpu_reserve = 0', {'fill_cpu_reserve': '0'}))
     for i, (label, options) in enumerate(configurations):
-        idle, busy, references, alone, polled = _busy_on(
+        idle, busy, references, alone, polled, fill_work = _busy_on(
             args, os.path.join(work, 'node-%d' % i), source, options, reference=i == 0)
         print('  %s' % label)
         print('    GET /v2/cache p99: idle %s (%d requests), during the fill %s '
@@ -230,6 +268,14 @@ def part_busy(args, directory):
                      percentile(busy, 0.99) / percentile(latencies, 0.99)))
         print('    fill: alone %.2f s, while polled %.2f s: %.2f x' % (alone, polled,
                                                                      polled / alone))
+        if fill_work:
+            cpu, work_alone, work_polled = fill_work
+            print('    reference: cp, and md5sum and sha512sum at niceness %d, of the image, '
+                  'bound to CPU %d: alone %.2f s, while polled %.2f s: %.2f x; the fill\'s '
+                  '= %.2f x this'
+                  % (hashing.DIGEST_NICENESS, cpu, work_alone, work_polled,
+                     work_polled / work_alone,
+                     (polled / alone) / (work_polled / work_alone)))
     os.unlink(source)
 
 
