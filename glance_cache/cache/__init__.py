@@ -409,7 +409,6 @@ class ImageCache:
             jobs = list(self._fills.values())
         for job in jobs:
             job.cancel('the node is stopping')
-        self._fill_threads.close()
         self.driver.close()
         with self._lock:
             self._reserved.close()

@@ -8,7 +8,6 @@ on a busy node that means waiting for the GIL. So a thread that finishes a
 fill waits for the next one, for ``IDLE_SECONDS``, before it ends; a fill that
 finds no waiting thread gets a new one. There is no upper bound: the caching
 worker bounds its own fills, and a download never waits for a thread.
-``close()`` (the cache's) ends the waiting threads.
 
 >>> import threading
 >>> threads = FillThreads()
@@ -16,7 +15,6 @@ worker bounds its own fills, and a download never waits for a thread.
 >>> threads.run('fill-example', done.set)
 >>> done.wait(5)
 True
->>> threads.close()
 """
 
 import logging
@@ -42,7 +40,6 @@ class FillThreads:
         # Threads waiting for a task, less the tasks put for them and not yet taken.
         self._idle = 0
         self._started = 0
-        self._closed = False
         # Threads do not survive a fork: a child starts with none.
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: ref() and ref()._forget_threads())
@@ -77,14 +74,6 @@ class FillThreads:
             self._started += 1
         threading.Thread(target=self._serve, args=(task,), name=name, daemon=True).start()
 
-    def close(self):
-        """End the waiting threads; those running fills end after them."""
-        with self._lock:
-            self._closed = True
-            waiting, self._idle = self._idle, 0
-            for _ in range(waiting):
-                self._tasks.put(None)
-
     def _serve(self, task):
         thread = threading.current_thread()
         while task is not None:
@@ -100,8 +89,6 @@ class FillThreads:
     def _next(self):
         """The next task, or None when none came for ``idle_seconds`` (the thread ends)."""
         with self._lock:
-            if self._closed:
-                return None
             self._idle += 1
         while True:
             try:

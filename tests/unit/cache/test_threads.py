@@ -112,27 +112,3 @@ def test_the_cache_runs_its_fills_in_reused_threads(cache_factory):
         helpers.wait_for(lambda: cache._fill_threads.idle == 1, 'the fill thread to be idle')
     assert cache._fill_threads.started == 1
     assert names == expected, 'each fill names its thread after its image'
-
-
-def test_close_ends_the_waiting_threads_and_those_still_running_after_their_fill():
-    pool = threads.FillThreads()
-    gate = threading.Event()
-    running = threading.Event()
-
-    def task():
-        running.set()
-        gate.wait(TIMEOUT)
-
-    pool.run('fill-running', task)
-    assert running.wait(TIMEOUT)
-    busy = [t for t in threading.enumerate() if t.name == 'fill-running'][0]
-    waiting = _call_in(pool, 'fill-done')['thread']
-    assert waiting is not busy
-    helpers.wait_for(lambda: pool.idle == 1, 'the thread to wait for the next fill')
-    pool.close()
-    waiting.join(TIMEOUT)
-    assert not waiting.is_alive() and pool.idle == 0
-    assert busy.is_alive()
-    gate.set()
-    busy.join(TIMEOUT)
-    assert not busy.is_alive() and pool.idle == 0
