@@ -3,6 +3,7 @@
 import hashlib
 import logging
 import re
+import threading
 
 from glance_cache import cache as cache_module
 from glance_cache import errors, metrics
@@ -254,7 +255,8 @@ def _follow_fill(svc, image):
         return None
     if started:
         location = image['location']
-        cache.run_fill(job, lambda: svc.store.get(location)[0])
+        threading.Thread(target=job.run, args=(lambda: svc.store.get(location)[0],),
+                         name='fill-%s' % image['id'], daemon=True).start()
     return job.follow(cache.chunk_size)
 
 

@@ -29,7 +29,7 @@ import os
 import threading
 
 from glance_cache import errors, ids, metrics
-from glance_cache.cache import drivers, evictor, fill, reservations, threads
+from glance_cache.cache import drivers, evictor, fill, reservations
 
 LOG = logging.getLogger(__name__)
 
@@ -125,7 +125,6 @@ class ImageCache:
         self._lock = threading.Lock()
         self._readers = collections.Counter()
         self._fills = {}
-        self._fill_threads = threads.FillThreads()
         # Bytes reserved by the running fills of this and the node's other
         # processes; changed and read under the cache's lock and its own.
         self._reserved = reservations.Reservations(os.path.join(self.dir, RESERVED))
@@ -234,10 +233,6 @@ class ImageCache:
         finally:
             self._notify_removed()
         return job, True
-
-    def run_fill(self, job, open_source):
-        """Run a job that ``begin_fill`` started, from ``open_source()``, in a fill thread."""
-        self._fill_threads.run('fill-%s' % job.image_id, job.run, open_source)
 
     def _make_room(self, size, pinned):
         """Evict (both locks held) so ``size`` more bytes fit; CacheFull if they cannot.

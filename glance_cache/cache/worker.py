@@ -244,7 +244,8 @@ class CacheWorker:
         if started:
             location = image['location']
             job.commit_guard = functools.partial(self._still_wanted, image['id'])
-            self.cache.run_fill(job, lambda: self.store.get(location)[0])
+            threading.Thread(target=job.run, args=(lambda: self.store.get(location)[0],),
+                             name='fill-%s' % image['id'], daemon=True).start()
         return job
 
     @contextlib.contextmanager
