@@ -30,6 +30,7 @@ listing  GET /v2/cache with --listing cached entries, unchanged between two
 
 import argparse
 import concurrent.futures
+import contextlib
 import os
 import signal
 import statistics
@@ -122,15 +123,28 @@ def _poll_list(node, stop, latencies):
         assert resp.status_code == 200
 
 
-def _sample_list(node, seconds=3):
-    """GET /v2/cache latencies, back to back, over a fixed sampling window."""
-    latencies = []
+@contextlib.contextmanager
+def _polled(node, latencies):
+    """GET /v2/cache polled back to back meanwhile, its latencies appended to
+    ``latencies``; nothing polled if that is None."""
+    if latencies is None:
+        yield
+        return
     stop = threading.Event()
     poller = threading.Thread(target=_poll_list, args=(node, stop, latencies))
     poller.start()
-    time.sleep(seconds)   # the sampling window, not a wait for anything
-    stop.set()
-    poller.join()
+    try:
+        yield
+    finally:
+        stop.set()
+        poller.join()
+
+
+def _sample_list(node, seconds=3):
+    """GET /v2/cache latencies, back to back, over a fixed sampling window."""
+    latencies = []
+    with _polled(node, latencies):
+        time.sleep(seconds)   # the sampling window, not a wait for anything
     return latencies
 
 
@@ -173,19 +187,13 @@ def _fill_work_seconds(source, cpu, node=None):
     """Seconds of FILL_WORK on ``source`` bound to ``cpu``; with ``node``, while
     GET /v2/cache is polled back to back."""
     common.timed('sync')
-    stop = threading.Event()
-    poller = threading.Thread(target=_poll_list, args=(node, stop, []))
-    if node is not None:
-        poller.start()
     try:
-        started = time.perf_counter()
-        subprocess.run(['sh', '-c', FILL_WORK, source], check=True,
-                       preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
-        return time.perf_counter() - started
+        with _polled(node, None if node is None else []):
+            started = time.perf_counter()
+            subprocess.run(['sh', '-c', FILL_WORK, source], check=True,
+                           preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+            return time.perf_counter() - started
     finally:
-        stop.set()
-        if node is not None:
-            poller.join()
         if os.path.exists(source + '.copy'):
             os.unlink(source + '.copy')
 
@@ -213,21 +221,16 @@ def _busy_on(args, node_dir, source, options, reference):
             # node (the first run untimed, as for the fill).
             _fill_work_seconds(source, fill_cpu)
             fill_work = (fill_cpu, _fill_work_seconds(source, fill_cpu),
-                      _fill_work_seconds(source, fill_cpu, node))
+                         _fill_work_seconds(source, fill_cpu, node))
 
         def fill(latencies=None):
             """The fill's seconds; with ``latencies``, GET /v2/cache polled meanwhile."""
             node.request('DELETE', '/v2/cache/%s' % image['id'])
             common.timed('sync')
-            stop = threading.Event()
-            poller = threading.Thread(target=_poll_list, args=(node, stop, latencies))
-            if latencies is not None:
-                poller.start()
-            queue(requests, node, image['id'])
-            job = common.wait_cached(node, image['id'], timeout=3600, interval=FILL_POLL)
-            stop.set()
-            if latencies is not None:
-                poller.join()
+            with _polled(node, latencies):
+                queue(requests, node, image['id'])
+                job = common.wait_cached(node, image['id'], timeout=3600,
+                                         interval=FILL_POLL)
             return job['finished_at'] - job['started_at']
 
         # One fill first, untimed: the two timed ones then start from the
