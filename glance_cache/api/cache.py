@@ -33,15 +33,21 @@ def authorize(req, action, target=None):
 class CachedListing:
     """The encoded ``cached_images`` of GET /v2/cache, reused while no entry changed.
 
-    Encoding ten thousand entries costs about as much as reading them; a
-    listing polled while nothing is committed, evicted or read is served from
-    the last encoding. Whether anything changed, in any process of the node,
-    is the cache driver's ``version()``; a driver that cannot tell gets a
-    fresh listing every time.
+    Encoding ten thousand entries costs more than reading them; a listing
+    polled while nothing is committed, evicted or read is served from the
+    last encoding. Whether anything changed, in any process of the node, is
+    the cache driver's ``version()``; a driver that cannot tell gets a fresh
+    listing every time.
+
+    A fresh listing reads every entry but encodes only those that changed:
+    the JSON of each entry is kept, keyed by the entry's values, from one
+    listing to the next. A download changes one entry's hits and
+    last_accessed, so the listing after it encodes one entry, not all.
     """
 
     def __init__(self):
         self._last = None   # (version, encoded entries, their ids)
+        self._encoded = {}  # CacheEntry -> its JSON, as of the last fresh listing
 
     def get(self, cache):
         """``(JSON text of the entries, frozenset of their ids)``."""
@@ -52,16 +58,26 @@ class CachedListing:
         if version is not None and last is not None and last[0] == version:
             return last[1], last[2]
         entries = cache.list()
-        text = json.dumps([{'image_id': e.image_id, 'hits': e.hits,
-                            'last_accessed': e.last_accessed,
-                            'last_modified': e.last_modified, 'size': e.size}
-                           for e in entries])
+        known = self._encoded.get
+        parts = [known(entry) or _encode_entry(entry) for entry in entries]
+        # Only the current entries are kept: those removed or changed since
+        # drop out. Threads racing here each store a complete map, keyed by
+        # every value of the entry, so whichever is stored last is correct.
+        self._encoded = dict(zip(entries, parts, strict=True))
+        # The very text json.dumps gives for the list of the entries' objects.
+        text = '[%s]' % ', '.join(parts)
         ids = frozenset(e.image_id for e in entries)
         if version is not None:
             # Threads racing here may store an older listing last: its
             # version then differs from the next one read, so it is not reused.
             self._last = (version, text, ids)
         return text, ids
+
+
+def _encode_entry(entry):
+    return json.dumps({'image_id': entry.image_id, 'hits': entry.hits,
+                       'last_accessed': entry.last_accessed,
+                       'last_modified': entry.last_modified, 'size': entry.size})
 
 
 def list_cache(req):
