@@ -31,6 +31,7 @@ listing  GET /v2/cache with --listing cached entries, unchanged between two
 import argparse
 import concurrent.futures
 import contextlib
+import math
 import os
 import signal
 import statistics
@@ -48,8 +49,13 @@ PARTS = ('small', 'busy', 'many', 'listing')
 
 
 def percentile(values, fraction):
+    """The nearest-rank percentile: the smallest value that ``fraction`` of them do not exceed.
+
+    >>> percentile(range(1, 101), 0.99), percentile(range(1, 51), 0.99)
+    (99, 50)
+    """
     ordered = sorted(values)
-    return ordered[min(int(len(ordered) * fraction), len(ordered) - 1)]
+    return ordered[max(math.ceil(len(ordered) * fraction) - 1, 0)]
 
 
 def ms(seconds):
