@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: venv run test lint unit functional clients samples check-samples docs clean
+.PHONY: venv run test lint unit functional clients samples check-samples docs clean glance-venv
 
 venv: $(STAMP)
 
@@ -39,5 +39,15 @@ $(DOCS_STAMP): $(STAMP) doc/requirements.txt
 test: venv lint check-samples docs
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
+# Upstream Glance, for bench/cache_api.py --glance .venv-glance (not used by the tests).
+GLANCE_VENV := .venv-glance
+
+glance-venv: $(GLANCE_VENV)/.installed
+
+$(GLANCE_VENV)/.installed:
+	test -x $(GLANCE_VENV)/bin/python || $(PYTHON) -m venv $(GLANCE_VENV)
+	$(GLANCE_VENV)/bin/pip install -q glance==33.0.0 gunicorn
+	touch $@
+
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) $(GLANCE_VENV) data

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/cache_api.py [--small 100] [--many 1000] [--listing 10000]
                                         [--fill-mib 2048] [--skip PART ...]
+                                        [--glance VENV]
 
 Parts, each on a fresh node:
 
@@ -26,6 +27,11 @@ many     --many images queued from 4 client threads: time until every PUT
 listing  GET /v2/cache with --listing cached entries, unchanged between two
          GETs (the node reuses its last encoding) and with one entry
          changed (a hit) before each.
+
+With --glance, the small and many parts run a second time against upstream
+Glance installed in VENV (``make glance-venv``), served the same way, and
+print this node's figures over Glance's: the issue's targets were set against
+Glance on another machine; these ratios come from this one, in one run.
 """
 
 import argparse
@@ -44,6 +50,7 @@ import requests
 from glance_cache.cache import hashing
 
 import _common as common
+import _glance
 
 PARTS = ('small', 'busy', 'many', 'listing')
 
@@ -62,14 +69,30 @@ def ms(seconds):
     return '%.1f ms' % (seconds * 1000)
 
 
+# How the benchmarks authenticate to this node (noauth: the token names the role).
+ADMIN = {'X-Auth-Token': 'admin'}
+
+
+def headers_of(node):
+    """The identity headers ``node`` takes (a GlanceNode has its own)."""
+    return getattr(node, 'headers', ADMIN)
+
+
 def active_images(node, count, size, threads=4):
     """``count`` active images of ``size`` random bytes, created over HTTP."""
+    headers = headers_of(node)
+    threads = min(threads, getattr(node, 'setup_threads', threads))
+
     def make(_):
         session = requests.Session()
-        headers = {'X-Auth-Token': 'admin'}
-        image = session.post(node.url + '/v2/images', json={'name': 'bench'},
-                             headers=headers).json()
-        resp = session.put(node.url + image['file'], data=os.urandom(size),
+        image = session.post(node.url + '/v2/images', headers=headers,
+                             json={'name': 'bench', 'disk_format': 'raw',
+                                   'container_format': 'bare'}).json()
+        # Random past the first sector: random bytes there pass for a partition
+        # table (an MBR signature) now and then, which Glance's format checks
+        # refuse.
+        resp = session.put('%s/v2/images/%s/file' % (node.url, image['id']),
+                           data=bytes(512) + os.urandom(size - 512),
                            headers=dict(headers, **{'Content-Type':
                                                     'application/octet-stream'}))
         assert resp.status_code == 204, resp.text
@@ -79,30 +102,62 @@ def active_images(node, count, size, threads=4):
 
 
 def queue(session, node, image_id):
-    resp = session.put('%s/v2/cache/%s' % (node.url, image_id),
-                       headers={'X-Auth-Token': 'admin'})
+    resp = session.put('%s/v2/cache/%s' % (node.url, image_id), headers=headers_of(node))
     assert resp.status_code == 202, resp.text
+
+
+def cached_at(node):
+    """{image id: when it was cached} for the images ``node`` lists as cached.
+
+    This node's job records say when each fill ended; Glance's entries when
+    they were written.
+    """
+    if hasattr(node, 'cached_at'):
+        return node.cached_at()
+    jobs = node.request('GET', '/v2/cache/jobs').json()['jobs']
+    return {job['image_id']: job['finished_at'] for job in jobs
+            if job['state'] == 'cached' and job.get('finished_at')}
+
+
+def wait_cached_at(node, image_id, **kwargs):
+    """When ``image_id`` was cached, once it is."""
+    if hasattr(node, 'wait_cached'):
+        return node.wait_cached(image_id, **kwargs)
+    return common.wait_cached(node, image_id, **kwargs)['finished_at']
+
+
+def start_glance(args, directory, workers=1):
+    """An upstream Glance node to compare with, or None without ``--glance``."""
+    if not args.glance:
+        return None
+    return _glance.GlanceNode(args.glance, directory, workers=workers).start()
+
+
+def _small_on(node, count):
+    """Seconds for GET /versions, for PUT /v2/cache to be answered and from it
+    to the image being cached, ``count`` of each, one after another."""
+    ids = active_images(node, count, 64 * 1024)
+    session = requests.Session()
+    # The reference: the cheapest request the node serves, on the same
+    # kind of connection (what HTTP, the server and this client cost).
+    floor = []
+    for _ in range(count):
+        started = time.time()
+        assert session.get(node.url + '/versions').status_code == 200
+        floor.append(time.time() - started)
+    answered, to_cached = [], []
+    for image_id in ids:
+        started = time.time()
+        queue(session, node, image_id)
+        answered.append(time.time() - started)
+        to_cached.append(wait_cached_at(node, image_id) - started)
+    return floor, answered, to_cached
 
 
 def part_small(args, directory):
     node = common.start_node(os.path.join(directory, 'small'))
     try:
-        ids = active_images(node, args.small, 64 * 1024)
-        session = requests.Session()
-        # The reference: the cheapest request the node serves, on the same
-        # kind of connection (what HTTP, the server and this client cost).
-        floor = []
-        for _ in range(args.small):
-            started = time.time()
-            assert session.get(node.url + '/versions').status_code == 200
-            floor.append(time.time() - started)
-        answered, to_cached = [], []
-        for image_id in ids:
-            started = time.time()
-            queue(session, node, image_id)
-            answered.append(time.time() - started)
-            job = common.wait_cached(node, image_id)
-            to_cached.append(job['finished_at'] - started)
+        floor, answered, to_cached = _small_on(node, args.small)
     finally:
         node.stop()
     print('[small] %d images of 64 KiB, one after another' % args.small)
@@ -112,6 +167,23 @@ def part_small(args, directory):
                              statistics.median(answered) / statistics.median(floor)))
     print('  PUT to cached:          median %s, p99 %s'
           % (ms(statistics.median(to_cached)), ms(percentile(to_cached, 0.99))))
+    glance = start_glance(args, os.path.join(directory, 'small-glance'))
+    if glance is None:
+        return
+    try:
+        g_floor, g_answered, g_to_cached = _small_on(glance, args.small)
+    finally:
+        glance.stop()
+    print('  Glance, the same way: PUT answered median %s, p99 %s (GET /versions: median '
+          '%s); PUT to cached median %s, p99 %s'
+          % (ms(statistics.median(g_answered)), ms(percentile(g_answered, 0.99)),
+             ms(statistics.median(g_floor)), ms(statistics.median(g_to_cached)),
+             ms(percentile(g_to_cached, 0.99))))
+    print('  this node / Glance: PUT answered median %.2f x; PUT to cached median %.2f x, '
+          'p99 %.2f x'
+          % (statistics.median(answered) / statistics.median(g_answered),
+             statistics.median(to_cached) / statistics.median(g_to_cached),
+             percentile(to_cached, 0.99) / percentile(g_to_cached, 0.99)))
 
 
 # How often the busy part asks whether its fill ended. The fill's time comes
@@ -313,17 +385,12 @@ def _many_on(node, count):
     _, floor = burst(versions, range(count))
     first, accepted = burst(lambda session, image_id: queue(session, node, image_id), ids)
 
-    def all_cached():
-        body = node.request('GET', '/v2/cache').json()
-        return len(body['cached_images']) == len(ids) and not body['queued_images']
-
-    # The figure comes from the jobs' finished_at, not from when this
+    # The figure comes from when each image was cached, not from when this
     # loop notices: a slow poll keeps the listing's cost off the node.
-    common.helpers.wait_for(all_cached, 'all images to be cached', timeout=600,
-                            interval=0.5)
-    finished = max(r['finished_at'] for r in
-                   node.request('GET', '/v2/cache/jobs').json()['jobs'])
-    return floor, accepted, finished - first
+    finished = common.helpers.wait_for(
+        lambda: (lambda done: len(done) == len(ids) and done)(cached_at(node)),
+        'all images to be cached', timeout=600, interval=0.5)
+    return floor, accepted, max(finished.values()) - first
 
 
 def part_many(args, directory):
@@ -339,6 +406,17 @@ def part_many(args, directory):
         print('  workers = %d: all PUTs answered: %.2f s (%d GET /versions the same way: '
               '%.2f s; PUTs = %.2f x); all cached: %.2f s after the first PUT'
               % (workers, accepted, args.many, floor, accepted / floor, cached))
+        glance = start_glance(args, os.path.join(directory, 'many-%d-glance' % workers),
+                              workers)
+        if glance is None:
+            continue
+        try:
+            g_floor, g_accepted, g_cached = _many_on(glance, args.many)
+        finally:
+            glance.stop()
+        print('    Glance, the same way: all PUTs answered: %.2f s (GET /versions: %.2f s); '
+              'all cached: %.2f s; this node / Glance: %.2f x and %.2f x'
+              % (g_accepted, g_floor, g_cached, accepted / g_accepted, cached / g_cached))
 
 
 def part_listing(args, directory):
@@ -383,7 +461,12 @@ def main():
     parser.add_argument('--listing', type=int, default=10000)
     parser.add_argument('--fill-mib', type=int, default=2048)
     parser.add_argument('--skip', nargs='*', default=[], choices=PARTS)
+    parser.add_argument('--glance', metavar='VENV',
+                        help='also run the small and many parts against upstream Glance '
+                             'installed in VENV (make glance-venv builds .venv-glance)')
     args = parser.parse_args()
+    if args.glance:
+        _glance.check_venv(args.glance)
     directory = common.workdir('gc-bench-cache-api-')
     for part in PARTS:
         if part not in args.skip:
