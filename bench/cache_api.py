@@ -28,10 +28,10 @@ listing  GET /v2/cache with --listing cached entries, unchanged between two
          GETs (the node reuses its last encoding) and with one entry
          changed (a hit) before each.
 
-With --glance, the small and many parts run a second time against upstream
-Glance installed in VENV (``make glance-venv``), served the same way, and
-print this node's figures over Glance's: the issue's targets were set against
-Glance on another machine; these ratios come from this one, in one run.
+With --glance, the small, busy and many parts run a second time against
+upstream Glance installed in VENV (``make glance-venv``), served the same
+way: the issue's targets were set against Glance on another machine; these
+figures come from this one, in one run.
 """
 
 import argparse
@@ -196,7 +196,7 @@ def _poll_list(node, stop, latencies):
     session = requests.Session()
     while not stop.is_set():
         started = time.perf_counter()
-        resp = session.get(node.url + '/v2/cache', headers={'X-Auth-Token': 'admin'})
+        resp = session.get(node.url + '/v2/cache', headers=headers_of(node))
         latencies.append(time.perf_counter() - started)
         assert resp.status_code == 200
 
@@ -357,7 +357,52 @@ def part_busy(args, directory):
                   % (hashing.DIGEST_NICENESS, cpu, work_alone, work_polled,
                      work_polled / work_alone,
                      (polled / alone) / (work_polled / work_alone)))
+    glance = start_glance(args, os.path.join(work, 'glance'))
+    if glance is not None:
+        try:
+            idle, busy, alone, polled = _busy_glance(glance, source)
+        finally:
+            glance.stop()
+        print('  Glance, the same way')
+        print('    GET /v2/cache p99: idle %s (%d requests), during the fill %s '
+              '(%d requests): %.2f x' % (ms(percentile(idle, 0.99)), len(idle),
+                                         ms(percentile(busy, 0.99)), len(busy),
+                                         percentile(busy, 0.99) / percentile(idle, 0.99)))
+        print('    fill (from the PUT): alone %.2f s, while polled %.2f s: %.2f x'
+              % (alone, polled, polled / alone))
     os.unlink(source)
+
+
+def _busy_glance(glance, source):
+    """(idle, during the fill, fill alone, fill polled) on a GlanceNode."""
+    headers = headers_of(glance)
+    image = glance.request('POST', '/v2/images', json={
+        'name': 'bench', 'disk_format': 'raw', 'container_format': 'bare'}).json()
+    with open(source, 'rb') as f:
+        resp = glance.request('PUT', '/v2/images/%s/file' % image['id'], data=f,
+                              headers=dict(headers, **{
+                                  'Content-Type': 'application/octet-stream',
+                                  'Content-Length': str(os.path.getsize(source))}),
+                              timeout=3600)
+    assert resp.status_code == 204, resp.text
+    idle = _sample_list(glance)
+
+    def fill(latencies=None):
+        """Seconds from the PUT to the entry; with ``latencies``, GET /v2/cache
+        polled meanwhile. Glance keeps no start time of its own."""
+        glance.request('DELETE', '/v2/cache/%s' % image['id'])
+        common.timed('sync')
+        with _polled(glance, latencies):
+            started = time.time()
+            queue(requests, glance, image['id'])
+            return glance.wait_cached(image['id'], interval=FILL_POLL) - started
+
+    # As for this node: one untimed fill first.
+    fill()
+    alone = fill()
+    busy = []
+    polled = fill(busy)
+    return idle, busy, alone, polled
 
 
 def _many_on(node, count):
