@@ -18,7 +18,7 @@ import subprocess
 
 import requests
 
-from tests import helpers
+from _common import helpers  # _common puts the project on sys.path first
 
 # Glance's own image-cache worker takes a queued image at once since
 # 2024.2; this is the release the targets in bench/cache_api.py cite.
