@@ -13,6 +13,7 @@ still run on every request, as ours do.
 """
 
 import os
+import signal
 import socket
 import subprocess
 
@@ -117,9 +118,10 @@ class GlanceNode:
             if self.proc.poll() is not None:
                 raise RuntimeError('glance-api exited with status %s; see %s'
                                    % (self.proc.returncode, self.workdir))
+            # Its first request builds much of the application: give it time.
             try:
-                return requests.get(self.url + '/versions', timeout=2).status_code == 200
-            except requests.ConnectionError:
+                return requests.get(self.url + '/versions', timeout=30).status_code == 200
+            except (requests.ConnectionError, requests.Timeout):
                 return False
 
         try:
@@ -133,11 +135,11 @@ class GlanceNode:
     def stop(self):
         self.session.close()
         if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
 
     def request(self, method, path, headers=None, **kwargs):

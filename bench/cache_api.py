@@ -128,11 +128,20 @@ def wait_cached_at(node, image_id, **kwargs):
     return common.wait_cached(node, image_id, **kwargs)['finished_at']
 
 
-def start_glance(args, directory, workers=1):
-    """An upstream Glance node to compare with, or None without ``--glance``."""
+def measured_on(node, measure):
+    """``measure(node)``; the node is stopped afterwards, whatever happens."""
+    try:
+        return measure(node)
+    finally:
+        node.stop()
+
+
+def on_glance(args, directory, measure, workers=1):
+    """``measure(node)`` on a fresh upstream Glance node, or None without ``--glance``."""
     if not args.glance:
         return None
-    return _glance.GlanceNode(args.glance, directory, workers=workers).start()
+    return measured_on(_glance.GlanceNode(args.glance, directory, workers=workers).start(),
+                       measure)
 
 
 def _small_on(node, count):
@@ -157,11 +166,9 @@ def _small_on(node, count):
 
 
 def part_small(args, directory):
-    node = common.start_node(os.path.join(directory, 'small'))
-    try:
-        floor, answered, to_cached = _small_on(node, args.small)
-    finally:
-        node.stop()
+    floor, answered, to_cached = measured_on(
+        common.start_node(os.path.join(directory, 'small')),
+        lambda node: _small_on(node, args.small))
     print('[small] %d images of 64 KiB, one after another' % args.small)
     print('  PUT /v2/cache answered: median %s, p99 %s (GET /versions: median %s; '
           'PUT = %.2f x)' % (ms(statistics.median(answered)), ms(percentile(answered, 0.99)),
@@ -169,13 +176,11 @@ def part_small(args, directory):
                              statistics.median(answered) / statistics.median(floor)))
     print('  PUT to cached:          median %s, p99 %s'
           % (ms(statistics.median(to_cached)), ms(percentile(to_cached, 0.99))))
-    glance = start_glance(args, os.path.join(directory, 'small-glance'))
-    if glance is None:
+    figures = on_glance(args, os.path.join(directory, 'small-glance'),
+                        lambda glance: _small_on(glance, args.small))
+    if figures is None:
         return
-    try:
-        g_floor, g_answered, g_to_cached = _small_on(glance, args.small)
-    finally:
-        glance.stop()
+    g_floor, g_answered, g_to_cached = figures
     print('  Glance, the same way: PUT answered median %s, p99 %s (GET /versions: median '
           '%s); PUT to cached median %s, p99 %s'
           % (ms(statistics.median(g_answered)), ms(percentile(g_answered, 0.99)),
@@ -359,12 +364,10 @@ def part_busy(args, directory):
                   % (hashing.DIGEST_NICENESS, cpu, work_alone, work_polled,
                      work_polled / work_alone,
                      (polled / alone) / (work_polled / work_alone)))
-    glance = start_glance(args, os.path.join(work, 'glance'))
-    if glance is not None:
-        try:
-            idle, busy, alone, polled = _busy_glance(glance, source)
-        finally:
-            glance.stop()
+    figures = on_glance(args, os.path.join(work, 'glance'),
+                        lambda glance: _busy_glance(glance, source))
+    if figures is not None:
+        idle, busy, alone, polled = figures
         print('  Glance, the same way')
         print('    GET /v2/cache p99: idle %s (%d requests), during the fill %s '
               '(%d requests): %.2f x' % (ms(percentile(idle, 0.99)), len(idle),
@@ -377,14 +380,12 @@ def part_busy(args, directory):
 
 def _busy_glance(glance, source):
     """(idle, during the fill, fill alone, fill polled) on a GlanceNode."""
-    headers = headers_of(glance)
     image = glance.request('POST', '/v2/images', json={
         'name': 'bench', 'disk_format': 'raw', 'container_format': 'bare'}).json()
     with open(source, 'rb') as f:
         resp = glance.request('PUT', '/v2/images/%s/file' % image['id'], data=f,
-                              headers=dict(headers, **{
-                                  'Content-Type': 'application/octet-stream',
-                                  'Content-Length': str(os.path.getsize(source))}),
+                              headers={'Content-Type': 'application/octet-stream',
+                                       'Content-Length': str(os.path.getsize(source))},
                               timeout=3600)
     assert resp.status_code == 204, resp.text
     idle = _sample_list(glance)
@@ -444,23 +445,18 @@ def part_many(args, directory):
     print('[many] %d images queued from 4 threads' % args.many)
     # One server process (the default), then one per core (Glance's default).
     for workers in (1, os.cpu_count()):
-        node = common.start_node(os.path.join(directory, 'many-%d' % workers),
-                                 {'DEFAULT': {'workers': str(workers)}})
-        try:
-            floor, accepted, cached = _many_on(node, args.many)
-        finally:
-            node.stop()
+        floor, accepted, cached = measured_on(
+            common.start_node(os.path.join(directory, 'many-%d' % workers),
+                              {'DEFAULT': {'workers': str(workers)}}),
+            lambda node: _many_on(node, args.many))
         print('  workers = %d: all PUTs answered: %.2f s (%d GET /versions the same way: '
               '%.2f s; PUTs = %.2f x); all cached: %.2f s after the first PUT'
               % (workers, accepted, args.many, floor, accepted / floor, cached))
-        glance = start_glance(args, os.path.join(directory, 'many-%d-glance' % workers),
-                              workers)
-        if glance is None:
+        figures = on_glance(args, os.path.join(directory, 'many-%d-glance' % workers),
+                            lambda glance: _many_on(glance, args.many), workers)
+        if figures is None:
             continue
-        try:
-            g_floor, g_accepted, g_cached = _many_on(glance, args.many)
-        finally:
-            glance.stop()
+        g_floor, g_accepted, g_cached = figures
         print('    Glance, the same way: all PUTs answered: %.2f s (GET /versions: %.2f s); '
               'all cached: %.2f s; this node / Glance: %.2f x and %.2f x'
               % (g_accepted, g_floor, g_cached, accepted / g_accepted, cached / g_cached))
@@ -504,22 +500,22 @@ def _print_listing(unchanged, changed):
 
 
 def part_listing(args, directory):
+    def on_node(subdir, count):
+        return measured_on(common.start_node(os.path.join(directory, subdir),
+                                             {'cache': {'worker_threads': '2'}}),
+                           lambda node: _listing_on(node, count))
+
+    runs = [('this node', args.listing, lambda: on_node('listing', args.listing))]
     # Glance too, where asked, with --glance-listing entries (Glance creates
     # images one at a time: 10,000 would take it a quarter of an hour).
-    counts = [('this node', args.listing, lambda: common.start_node(
-        os.path.join(directory, 'listing'), {'cache': {'worker_threads': '2'}}))]
     if args.glance:
-        counts += [
-            ('this node', args.glance_listing, lambda: common.start_node(
-                os.path.join(directory, 'listing-small'), {'cache': {'worker_threads': '2'}})),
-            ('Glance', args.glance_listing,
-             lambda: start_glance(args, os.path.join(directory, 'listing-glance')))]
-    for name, count, start in counts:
-        node = start()
-        try:
-            unchanged, changed = _listing_on(node, count)
-        finally:
-            node.stop()
+        runs += [('this node', args.glance_listing,
+                  lambda: on_node('listing-small', args.glance_listing)),
+                 ('Glance', args.glance_listing,
+                  lambda: on_glance(args, os.path.join(directory, 'listing-glance'),
+                                    lambda glance: _listing_on(glance, args.glance_listing)))]
+    for name, count, run in runs:
+        unchanged, changed = run()
         print('[listing] GET /v2/cache with %d cached entries (%s)' % (count, name))
         _print_listing(unchanged, changed)
 
