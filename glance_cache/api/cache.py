@@ -11,6 +11,7 @@ and the answer lists each node's outcome.
 
 import json
 import logging
+import threading
 
 from glance_cache import errors, forward
 from glance_cache.api import common
@@ -31,47 +32,61 @@ def authorize(req, action, target=None):
 
 
 class CachedListing:
-    """The encoded ``cached_images`` of GET /v2/cache, reused while no entry changed.
+    """The encoded ``cached_images`` of GET /v2/cache, kept up to date by changes.
 
-    Encoding ten thousand entries costs more than reading them; a listing
-    polled while nothing is committed, evicted or read is served from the
-    last encoding. Whether anything changed, in any process of the node, is
-    the cache driver's ``version()``; a driver that cannot tell gets a fresh
-    listing every time.
+    Reading and encoding ten thousand entries costs far more than serving
+    them, so one process keeps each entry with its JSON between listings:
 
-    A fresh listing reads every entry but encodes only those that changed:
-    the JSON of each entry is kept, keyed by the entry's values, from one
-    listing to the next. A download changes one entry's hits and
-    last_accessed, so the listing after it encodes one entry, not all.
+    - a listing polled while nothing was committed, evicted or read (the
+      cache driver's ``version()`` is unchanged, in every process of the
+      node) is served from the last text as it is;
+    - otherwise only what the driver says changed is read again
+      (``changes()``): after a download, the one entry it counted a hit on.
+      Where the driver cannot tell (an entry was removed, or the driver keeps
+      no count), every entry is read, and only those whose values changed are
+      encoded again.
     """
 
     def __init__(self):
-        self._last = None   # (version, encoded entries, their ids)
-        self._encoded = {}  # CacheEntry -> its JSON, as of the last fresh listing
+        # Listings are served one at a time, each from the state the last one
+        # left; a refresh after one change costs little, so none waits long.
+        self._lock = threading.Lock()
+        self._version = None  # the driver's version() the text was made at
+        self._mark = None     # the driver's changes() mark the entries are as of
+        self._entries = {}    # image id -> its CacheEntry
+        self._encoded = {}    # image id -> the JSON of its CacheEntry, in listing order
+        self._text = None
+        self._ids = frozenset()
 
     def get(self, cache):
         """``(JSON text of the entries, frozenset of their ids)``."""
-        # Read before the entries: a change after this makes the next
-        # version differ, so a listing is never reused past a change.
-        version = cache.version()
-        last = self._last
-        if version is not None and last is not None and last[0] == version:
-            return last[1], last[2]
-        entries = cache.list()
-        known = self._encoded.get
-        parts = [known(entry) or _encode_entry(entry) for entry in entries]
-        # Only the current entries are kept: those removed or changed since
-        # drop out. Threads racing here each store a complete map, keyed by
-        # every value of the entry, so whichever is stored last is correct.
-        self._encoded = dict(zip(entries, parts, strict=True))
+        with self._lock:
+            # Read before the entries: a change after this makes the next
+            # version differ, so a listing is never reused past a change.
+            version = cache.version()
+            if version is None or version != self._version or self._text is None:
+                self._refresh(cache)
+                self._version = version
+            return self._text, self._ids
+
+    def _refresh(self, cache):
+        mark, changed, complete = cache.changes(self._mark)
+        old_entries, old_encoded = self._entries, self._encoded
+        if complete:
+            # Built afresh: the entries gone since drop out, the order is the driver's.
+            entries, encoded = {}, {}
+        else:
+            entries, encoded = old_entries, old_encoded   # brought up to date in place
+        for entry in changed:
+            image_id = entry.image_id
+            text = old_encoded[image_id] if old_entries.get(image_id) == entry else None
+            entries[image_id] = entry
+            encoded[image_id] = text or _encode_entry(entry)
+        self._entries, self._encoded = entries, encoded
+        self._mark = mark
         # The very text json.dumps gives for the list of the entries' objects.
-        text = '[%s]' % ', '.join(parts)
-        ids = frozenset(e.image_id for e in entries)
-        if version is not None:
-            # Threads racing here may store an older listing last: its
-            # version then differs from the next one read, so it is not reused.
-            self._last = (version, text, ids)
-        return text, ids
+        self._text = '[%s]' % ', '.join(encoded.values())
+        self._ids = frozenset(encoded)
 
 
 def _encode_entry(entry):

@@ -166,6 +166,10 @@ class ImageCache:
         """Changes whenever an entry does (see CacheDriver.version); None if unknown."""
         return self.driver.version()
 
+    def changes(self, since):
+        """The entries changed since an earlier call (see CacheDriver.changes)."""
+        return self.driver.changes(since)
+
     def total_size(self):
         return self.driver.total_size()
 

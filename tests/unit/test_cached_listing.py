@@ -1,10 +1,13 @@
 """Unit tests of CachedListing: the encoded entries of GET /v2/cache."""
 
 import json
+import os
+import random
 
 import pytest
 
 from glance_cache.api import cache as cache_api
+from glance_cache.cache import drivers
 from glance_cache.cache.drivers import base
 
 
@@ -20,19 +23,23 @@ class FakeCache:
     def __init__(self, entries, versioned=True):
         self.entries = list(entries)
         self.versioned = versioned
-        self.changes = 0
+        self.changed = 0
         self.lists = 0
 
     def change(self, entries):
         self.entries = list(entries)
-        self.changes += 1
+        self.changed += 1
 
     def version(self):
-        return self.changes if self.versioned else None
+        return self.changed if self.versioned else None
 
     def list(self):
         self.lists += 1
         return list(self.entries)
+
+    def changes(self, since):
+        # As a driver that keeps no count of changes: every entry, each time.
+        return None, self.list(), True
 
 
 def plain_encoding(entries):
@@ -105,7 +112,7 @@ def test_entries_added_and_removed(encodings):
     assert text == plain_encoding(current)
     assert ids == frozenset(e.image_id for e in current)
     # Entries gone from the cache are forgotten, not kept for ever.
-    assert set(listing._encoded) == set(current)
+    assert set(listing._encoded) == {e.image_id for e in current}
 
 
 def test_an_entry_back_with_its_old_values_is_listed_as_it_is_now():
@@ -118,3 +125,114 @@ def test_an_entry_back_with_its_old_values_is_listed_as_it_is_now():
     listing.get(cache)
     cache.change([old])   # evicted and cached again with the same values
     assert listing.get(cache)[0] == plain_encoding([old])
+
+
+# The sqlite driver counts its changes: after one, only that entry is read.
+
+def _commit(driver, image_id, size=10):
+    with open(os.path.join(driver.cache_dir, image_id), 'wb') as f:
+        f.write(b'x' * size)
+    driver.after_commit(image_id, size)
+
+
+def _listed(text, driver):
+    """The listing's entries and the driver's, each as image id -> entry."""
+    listed = {e['image_id']: base.CacheEntry(e['image_id'], e['size'], e['hits'],
+                                             e['last_accessed'], e['last_modified'])
+              for e in json.loads(text)}
+    assert len(listed) == len(json.loads(text))   # no entry twice
+    return listed, {e.image_id: e for e in driver.list()}
+
+
+@pytest.fixture
+def two_processes(tmp_path):
+    """Two sqlite drivers on one cache directory, as two server processes have."""
+    this, other = (drivers.load('sqlite', str(tmp_path)) for _ in range(2))
+    yield this, other
+    this.close()
+    other.close()
+
+
+class CountingDriver:
+    """A driver whose changes() answers are recorded."""
+
+    def __init__(self, driver):
+        self.driver = driver
+        self.answers = []
+
+    def version(self):
+        return self.driver.version()
+
+    def changes(self, since):
+        answer = self.driver.changes(since)
+        self.answers.append(answer)
+        return answer
+
+
+def test_after_a_hit_in_another_process_only_that_entry_is_read(two_processes, encodings):
+    this, other = two_processes
+    ids = ['00000000-0000-4000-8000-%012d' % n for n in range(30)]
+    for image_id in ids:
+        _commit(this, image_id)
+    counting = CountingDriver(this)
+    listing = cache_api.CachedListing()
+    listing.get(counting)
+    del encodings[:]
+
+    other.hit(ids[12])
+    text, listed_ids = listing.get(counting)
+
+    _, changed, complete = counting.answers[-1]
+    assert not complete and [e.image_id for e in changed] == [ids[12]]
+    assert encodings == [ids[12]]
+    listed, current = _listed(text, this)
+    assert listed == current and listed[ids[12]].hits == 1
+    assert listed_ids == frozenset(ids)
+    # The entry keeps its place in the listing.
+    assert [e['image_id'] for e in json.loads(text)] == ids
+
+
+def test_a_removal_reads_every_entry_again(two_processes):
+    this, other = two_processes
+    ids = ['00000000-0000-4000-8000-%012d' % n for n in range(5)]
+    for image_id in ids:
+        _commit(this, image_id)
+    counting = CountingDriver(this)
+    listing = cache_api.CachedListing()
+    listing.get(counting)
+
+    os.unlink(os.path.join(this.cache_dir, ids[3]))
+    other.forget(ids[3])
+    other.hit(ids[1])
+    text, listed_ids = listing.get(counting)
+
+    assert counting.answers[-1][2]   # complete
+    listed, current = _listed(text, this)
+    assert listed == current and ids[3] not in listed and listed[ids[1]].hits == 1
+    assert listed_ids == frozenset(current)
+
+
+def test_the_listing_follows_any_sequence_of_changes(two_processes):
+    """Commits, re-commits, hits and removals from either process, at random."""
+    this, other = two_processes
+    rng = random.Random(20261201)
+    pool = ['00000000-0000-4000-8000-%012d' % n for n in range(12)]
+    listing = cache_api.CachedListing()
+    for step in range(300):
+        driver = rng.choice(two_processes)
+        image_id = rng.choice(pool)
+        action = rng.random()
+        if action < 0.3:
+            _commit(driver, image_id, rng.randrange(1, 100))
+        elif action < 0.8:
+            driver.hit(image_id)
+        else:
+            path = os.path.join(driver.cache_dir, image_id)
+            if os.path.exists(path):
+                os.unlink(path)
+            driver.forget(image_id)
+        if rng.random() < 0.5:
+            text, ids = listing.get(this)
+            listed, current = _listed(text, this)
+            assert listed == current, 'step %d' % step
+            assert ids == frozenset(current)

@@ -85,6 +85,17 @@ class CacheDriver(abc.ABC):
         """
         return None
 
+    def changes(self, since):
+        """What changed since an earlier call: ``(mark, entries, complete)``.
+
+        ``since`` is the ``mark`` an earlier call returned, or None. With
+        ``complete`` true, ``entries`` is every entry, as ``list()`` gives;
+        with it false, ``entries`` holds only the entries added or changed
+        since then, and none was removed. The default cannot tell and always
+        answers with every entry.
+        """
+        return None, self.list(), True
+
     def close(self):
         """Release what the driver holds open (nothing, unless a driver says so)."""
         return None

@@ -1,5 +1,6 @@
 """Cache metadata in a SQLite database inside the cache directory."""
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -14,9 +15,23 @@ CREATE TABLE IF NOT EXISTS cached_images (
     size INTEGER NOT NULL,
     hits INTEGER NOT NULL DEFAULT 0,
     last_accessed REAL NOT NULL,
-    last_modified REAL NOT NULL
+    last_modified REAL NOT NULL,
+    seq INTEGER NOT NULL DEFAULT 0
 )
 """
+# One row counting the changes: ``seq`` goes up by one with every write, and
+# the row it wrote takes that number as its own ``seq``; ``removals`` goes up
+# with every entry dropped. So the rows with a greater ``seq`` than a reader
+# saw are all that changed since, unless ``removals`` moved too.
+_CHANGES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cache_changes (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    seq INTEGER NOT NULL,
+    removals INTEGER NOT NULL
+)
+"""
+_COLUMNS = 'image_id, size, hits, last_accessed, last_modified'
+_NEXT_SEQ = '(SELECT seq FROM cache_changes)'
 
 
 class SqliteDriver(base.CacheDriver):
@@ -33,16 +48,44 @@ class SqliteDriver(base.CacheDriver):
                                      check_same_thread=False)
         self._conn.execute('PRAGMA journal_mode=WAL')
         self._conn.execute('PRAGMA synchronous=NORMAL')
-        self._conn.execute(_SCHEMA)
+        with self._transaction('BEGIN IMMEDIATE'):
+            self._create_schema()
+
+    def _create_schema(self):
+        conn = self._conn
+        conn.execute(_SCHEMA)
+        # A cache.db from before change counting: its rows count as written
+        # before every reader's first look (seq 0).
+        if 'seq' not in {row[1] for row in conn.execute('PRAGMA table_info(cached_images)')}:
+            conn.execute('ALTER TABLE cached_images ADD COLUMN seq INTEGER NOT NULL DEFAULT 0')
+        conn.execute('CREATE INDEX IF NOT EXISTS cached_images_by_seq ON cached_images (seq)')
+        conn.execute(_CHANGES_SCHEMA)
+        conn.execute('INSERT OR IGNORE INTO cache_changes (id, seq, removals) VALUES (0, 0, 0)')
+
+    @contextlib.contextmanager
+    def _transaction(self, begin='BEGIN'):
+        """One transaction on the connection; hold ``self._lock`` around it."""
+        conn = self._conn
+        conn.execute(begin)
+        try:
+            yield conn
+            conn.execute('COMMIT')
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute('ROLLBACK')
+            raise
 
     def _execute(self, sql, params=()):
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
-    def _write(self, sql, params=()):
-        with self._lock:
+    def _write(self, sql, params=(), removal=False):
+        """Run one change, counted in cache_changes (see _CHANGES_SCHEMA)."""
+        with self._lock, self._transaction('BEGIN IMMEDIATE') as conn:
             self._writes += 1
-            self._conn.execute(sql, params)
+            conn.execute('UPDATE cache_changes SET seq = seq + 1, removals = removals + ?',
+                         (int(removal),))
+            conn.execute(sql, params)
 
     def version(self):
         with self._lock:
@@ -53,26 +96,38 @@ class SqliteDriver(base.CacheDriver):
 
     def after_commit(self, image_id, size):
         now = self.now()
-        self._write('INSERT OR REPLACE INTO cached_images '
-                    '(image_id, size, hits, last_accessed, last_modified) '
-                    'VALUES (?, ?, 0, ?, ?)', (image_id, size, now, now))
+        self._write('INSERT OR REPLACE INTO cached_images (%s, seq) VALUES (?, ?, 0, ?, ?, %s)'
+                    % (_COLUMNS, _NEXT_SEQ), (image_id, size, now, now))
 
     def get(self, image_id):
-        rows = self._execute('SELECT image_id, size, hits, last_accessed, last_modified '
-                             'FROM cached_images WHERE image_id = ?', (image_id,))
+        rows = self._execute('SELECT %s FROM cached_images WHERE image_id = ?' % _COLUMNS,
+                             (image_id,))
         return base.CacheEntry._make(rows[0]) if rows else None
 
     def list(self):
         make = base.CacheEntry._make
-        return [make(row) for row in self._execute(
-            'SELECT image_id, size, hits, last_accessed, last_modified FROM cached_images')]
+        return [make(row) for row in self._execute('SELECT %s FROM cached_images' % _COLUMNS)]
+
+    def changes(self, since):
+        """Only the rows written since ``since``, unless an entry was removed since."""
+        with self._lock, self._transaction() as conn:
+            # One read transaction: the mark and the rows are of one moment.
+            seq, removals = conn.execute('SELECT seq, removals FROM cache_changes').fetchone()
+            complete = since is None or since[0] != removals or since[1] > seq
+            if complete:
+                rows = conn.execute('SELECT %s FROM cached_images' % _COLUMNS).fetchall()
+            else:
+                rows = conn.execute('SELECT %s FROM cached_images WHERE seq > ?' % _COLUMNS,
+                                    (since[1],)).fetchall()
+        make = base.CacheEntry._make
+        return (removals, seq), [make(row) for row in rows], complete
 
     def hit(self, image_id):
-        self._write('UPDATE cached_images SET hits = hits + 1, last_accessed = ? '
-                    'WHERE image_id = ?', (self.now(), image_id))
+        self._write('UPDATE cached_images SET hits = hits + 1, last_accessed = ?, seq = %s '
+                    'WHERE image_id = ?' % _NEXT_SEQ, (self.now(), image_id))
 
     def forget(self, image_id):
-        self._write('DELETE FROM cached_images WHERE image_id = ?', (image_id,))
+        self._write('DELETE FROM cached_images WHERE image_id = ?', (image_id,), removal=True)
 
     def total_size(self):
         return self._execute('SELECT COALESCE(SUM(size), 0) FROM cached_images')[0][0]

@@ -1,12 +1,14 @@
 """The driver contract, run against every driver (sqlite and xattr)."""
 
 import os
+import sqlite3
 import time
 import uuid
 
 import pytest
 
 from glance_cache.cache import drivers, evictor
+from glance_cache.cache.drivers import sqlite as sqlite_driver
 
 
 @pytest.fixture
@@ -116,3 +118,63 @@ def test_version_changes_with_every_change_in_any_process(driver, tmp_path, driv
         changed()
     finally:
         other.close()
+
+
+def test_changes_bring_an_earlier_view_up_to_date(driver, tmp_path, driver_name):
+    """changes(mark) applied to what an earlier call gave equals list(), always."""
+    other = drivers.load(driver_name, str(tmp_path))   # as another process would
+    view, mark = {}, None
+
+    def caught_up():
+        nonlocal view, mark
+        mark, entries, complete = driver.changes(mark)
+        if complete:
+            view = {}
+        view.update((e.image_id, e) for e in entries)
+        assert view == {e.image_id: e for e in driver.list()}
+        return entries, complete
+
+    try:
+        assert caught_up() == ([], True)
+        a, b = _commit(driver), _commit(other)
+        caught_up()
+        other.hit(a)
+        entries, complete = caught_up()
+        if not complete:   # a driver that counts changes gives only the one hit
+            assert [e.image_id for e in entries] == [a]
+            assert caught_up() == ([], False)
+        os.unlink(os.path.join(driver.cache_dir, b))
+        other.forget(b)
+        entries, complete = caught_up()
+        assert complete and b not in view
+        driver.hit(a)
+        c = _commit(other)
+        caught_up()
+        assert set(view) == {a, c} and view[a].hits == 2
+    finally:
+        other.close()
+
+
+def test_sqlite_cache_db_from_before_change_counting_is_upgraded(tmp_path):
+    """A cache.db without the seq column keeps its rows and counts changes from then on."""
+    image_id = str(uuid.uuid4())
+    conn = sqlite3.connect(str(tmp_path / sqlite_driver.DB_NAME))
+    conn.execute('CREATE TABLE cached_images (image_id TEXT PRIMARY KEY, size INTEGER NOT NULL, '
+                 'hits INTEGER NOT NULL DEFAULT 0, last_accessed REAL NOT NULL, '
+                 'last_modified REAL NOT NULL)')
+    conn.execute('INSERT INTO cached_images VALUES (?, 10, 3, 1796000000.5, 1796000000.25)',
+                 (image_id,))
+    conn.commit()
+    conn.close()
+    driver = drivers.load('sqlite', str(tmp_path))
+    again = drivers.load('sqlite', str(tmp_path))   # a second process starting: no error
+    try:
+        assert driver.get(image_id).hits == 3
+        mark, entries, complete = driver.changes(None)
+        assert complete and [e.image_id for e in entries] == [image_id]
+        again.hit(image_id)
+        mark, entries, complete = driver.changes(mark)
+        assert not complete and [(e.image_id, e.hits) for e in entries] == [(image_id, 4)]
+    finally:
+        driver.close()
+        again.close()
