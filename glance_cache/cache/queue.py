@@ -97,6 +97,7 @@ class JobQueue:
         self.node = node
         self._lock_path = os.path.join(self.dir, '.lock')
         self._thread_lock = threading.RLock()
+        self._depth = 0   # how many times the thread holding _thread_lock took locked()
         self.wakeup_path = os.path.join(self.dir, WAKEUP_SOCKET)
         # Set by the worker when this process drains: wake it without a socket.
         self.local_wakeup = None
@@ -115,9 +116,25 @@ class JobQueue:
 
     @contextlib.contextmanager
     def locked(self):
-        """Hold the queue's lock across the node's threads and processes."""
-        with self._thread_lock, self._node_lock.held():
-            yield
+        """Hold the queue's lock across the node's threads and processes.
+
+        A thread that holds it already may take it again: only the outermost
+        hold takes and releases the flock (an inner release would free it).
+        """
+        with self._thread_lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            with self._node_lock.held():
+                self._depth = 1
+                try:
+                    yield
+                finally:
+                    self._depth = 0
 
     def close(self):
         with self._thread_lock:
@@ -193,6 +210,29 @@ class JobQueue:
             with self._order_lock:
                 self._order.pop(image_id, None)
         return removed
+
+    def drop_cached(self, image_ids, is_cached):
+        """Drop the ``cached`` records of images whose entry has left the cache.
+
+        Such a record says nothing any more (the jobs listing leaves it out),
+        and left alone, the records of evicted images would pile up for as
+        long as the node runs. ``is_cached(image_id)`` is asked under the
+        queue's lock, which a fill holds over its commit: the record of an
+        image cached again meanwhile stays.
+        """
+        dropped = []
+        with self.locked():
+            for image_id in image_ids:
+                path = self._path(image_id, CACHED)
+                record = self._load(path)
+                if (record is not None and record['state'] == CACHED
+                        and not is_cached(image_id) and _unlink(path)):
+                    dropped.append(image_id)
+        return dropped
+
+    def done_ids(self):
+        """Ids of the cached and failed records (names only, nothing read)."""
+        return [name for name in os.listdir(self.done_dir) if ids.is_canonical(name)]
 
     def pending_ids(self):
         """Ids of the queued and caching records (names only, nothing read)."""

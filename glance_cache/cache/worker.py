@@ -90,6 +90,10 @@ class CacheWorker:
         self._lock_fd = fd
         self.is_drainer = True
         self.jobs.requeue_caching()
+        # Records of entries evicted while no listener heard (a crash between
+        # the eviction and the word of it, or a node from before this tidying).
+        self.jobs.drop_cached(self.jobs.done_ids(),
+                              lambda image_id: self.cache.get(image_id) is not None)
         self.jobs.local_wakeup = self.wake
         self._listen_for_wakeups()
         for i in range(self.threads):

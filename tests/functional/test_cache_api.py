@@ -698,3 +698,40 @@ def test_range_of_uncached_image_from_a_store_without_offsets(cache_node, store)
     resp = cache_node.request('GET', image['file'], headers={'Range': 'bytes=100000-100009'})
     assert resp.status_code == 206
     assert resp.content == data[100000:100010]
+
+
+def _done_records(node):
+    return {n for n in os.listdir(os.path.join(cache_dir(node), 'queue', 'done')) if len(n) == 36}
+
+
+def _job_ids(node):
+    resp = node.request('GET', '/v2/cache/jobs')
+    assert resp.status_code == 200, resp.text
+    return {j['image_id'] for j in resp.json()['jobs']}
+
+
+def test_an_evicted_image_leaves_no_job_record_behind(sqlite_node_factory):
+    """The job records of a node that caches and evicts for ever do not pile up."""
+    node = sqlite_node_factory({'cache': {'max_size': str(3 * 100_000),
+                                          'low_watermark': '0.5'}})
+    images = [node.create_active_image(os.urandom(100_000))['id'] for _ in range(6)]
+    for image_id in images:
+        put(node, image_id)
+        wait_state(node, image_id, 'cached')
+    cached = set(cached_ids(node))
+    assert len(cached) < len(images), 'nothing was evicted'
+    assert _job_ids(node) == cached
+    assert _done_records(node) == cached
+
+    # A record left by a node that died between an eviction and the word of
+    # it (or by an older version) goes at the next start.
+    node.stop()
+    survivor = sorted(cached)[0]
+    stale = next(i for i in images if i not in cached)
+    with open(os.path.join(cache_dir(node), 'queue', 'done', survivor)) as f:
+        record = f.read().replace(survivor, stale)
+    with open(os.path.join(cache_dir(node), 'queue', 'done', stale), 'w') as f:
+        f.write(record)
+    node.start()
+    helpers.wait_for(lambda: stale not in _done_records(node), 'the stale record to go')
+    assert _job_ids(node) == set(cached_ids(node)) == cached

@@ -298,3 +298,51 @@ def test_queuing_in_the_drainers_process_does_not_wait_for_its_commit(jobs):
         done.set()
         holder.join(10)
     assert drain(jobs) == [image_id]
+
+
+def _flock_is_held(jobs):
+    probe = os.open(os.path.join(jobs.dir, '.lock'), os.O_RDWR)
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(probe, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(probe)
+
+
+def test_the_lock_taken_again_by_its_holder_stays_held_until_the_outer_release(jobs):
+    with jobs.locked():
+        with jobs.locked():
+            assert _flock_is_held(jobs)
+        assert _flock_is_held(jobs), 'the inner release freed the lock'
+    assert not _flock_is_held(jobs)
+
+
+def _finish(jobs, image_id, state):
+    jobs.enqueue(image_id, 10)
+    assert jobs.claim()[0]['image_id'] == image_id
+    jobs.update(image_id, state=state, finished_at=time.time())
+
+
+def test_cached_records_of_entries_gone_are_dropped_and_nothing_else(jobs):
+    evicted, still_cached, failed, queued = (new_id() for _ in range(4))
+    _finish(jobs, evicted, job_queue.CACHED)
+    _finish(jobs, still_cached, job_queue.CACHED)
+    _finish(jobs, failed, job_queue.FAILED)
+    jobs.enqueue(queued, 10)
+    asked = []
+
+    def is_cached(image_id):
+        assert _flock_is_held(jobs), 'asked outside the queue lock'
+        asked.append(image_id)
+        return image_id == still_cached
+
+    everything = [evicted, still_cached, failed, queued, new_id()]
+    assert jobs.drop_cached(everything, is_cached) == [evicted]
+    assert set(asked) == {evicted, still_cached}   # only cached records ask
+    assert jobs.get(evicted) is None
+    assert {r['image_id']: r['state'] for r in jobs.all()} == {
+        still_cached: job_queue.CACHED, failed: job_queue.FAILED, queued: job_queue.QUEUED}
+    assert sorted(jobs.done_ids()) == sorted([still_cached, failed])
