@@ -26,7 +26,8 @@ many     --many images queued from 4 client threads: time until every PUT
          reference: as many GET /versions sent the same way.
 listing  GET /v2/cache with --listing cached entries, unchanged between two
          GETs (the node reuses its last encoding) and with one entry
-         changed (a hit) before each.
+         changed (a hit) before each; then GET /v2/cache/jobs, all of them
+         and ?state=caching (which reads only the pending records).
 
 With --glance, each part runs a second time against upstream Glance installed
 in VENV (``make glance-venv``), served the same way (the listing part with
@@ -489,14 +490,30 @@ def _listing_on(node, count):
         resp = session.get('%s/v2/images/%s/file' % (node.url, image_id), headers=headers)
         assert resp.status_code == 200
         changed.append(timed_listing())
-    return unchanged, changed
+    jobs = {}
+    if not hasattr(node, 'cached_at'):   # Glance has no jobs resource
+        for query in ('', '?state=caching'):
+            jobs[query] = []
+            for _ in range(JOBS_SAMPLES):
+                started = time.perf_counter()
+                resp = session.get(node.url + '/v2/cache/jobs' + query, headers=headers)
+                jobs[query].append(time.perf_counter() - started)
+                assert resp.status_code == 200, resp.text
+    return unchanged, changed, jobs
 
 
-def _print_listing(unchanged, changed):
+# GET /v2/cache/jobs reads every job record: fewer samples than the listing.
+JOBS_SAMPLES = 10
+
+
+def _print_listing(unchanged, changed, jobs):
     print('  nothing changed since the last GET: median %s, p99 %s'
           % (ms(statistics.median(unchanged)), ms(percentile(unchanged, 0.99))))
     print('  an entry changed before each GET:   median %s, p99 %s'
           % (ms(statistics.median(changed)), ms(percentile(changed, 0.99))))
+    for query, latencies in jobs.items():
+        print('  GET /v2/cache/jobs%s: median %s, max %s'
+              % (query, ms(statistics.median(latencies)), ms(max(latencies))))
 
 
 def part_listing(args, directory):
@@ -515,9 +532,9 @@ def part_listing(args, directory):
                   lambda: on_glance(args, os.path.join(directory, 'listing-glance'),
                                     lambda glance: _listing_on(glance, args.glance_listing)))]
     for name, count, run in runs:
-        unchanged, changed = run()
+        figures = run()
         print('[listing] GET /v2/cache with %d cached entries (%s)' % (count, name))
-        _print_listing(unchanged, changed)
+        _print_listing(*figures)
 
 
 def main():

@@ -228,13 +228,13 @@ def prune(req):
     return common.json_response({'total_files_pruned': files, 'total_bytes_pruned': size})
 
 
-def _job_view(svc, record, live, pinned):
+def _job_view(record, live, pinned, is_cached):
     view = {key: record[key] for key in (
         'image_id', 'state', 'bytes_done', 'size', 'queued_at', 'started_at', 'finished_at',
         'attempts', 'last_error', 'node')}
     view['pinned'] = record['image_id'] in pinned
     if record['state'] == job_queue.CACHING:
-        if svc.cache.get(record['image_id']) is not None:
+        if is_cached(record['image_id']):
             # Committed a moment before the worker could write it down: the
             # entry is what GET /v2/cache lists, so say the same here.
             view.update(state=job_queue.CACHED, bytes_done=record['size'])
@@ -248,13 +248,19 @@ def _job_view(svc, record, live, pinned):
 def list_jobs(req):
     """GET /v2/cache/jobs: every caching job of this node, oldest first."""
     svc = authorize(req, 'cache_list')
+    state = req.GET.get('state')
+    if state is not None and state not in job_queue.STATES:
+        raise errors.BadRequest('state must be one of %s' % ', '.join(job_queue.STATES))
     live = svc.worker.live_progress() if svc.worker else {}
     pinned = svc.member.pinned_ids()
-    jobs = [_job_view(svc, r, live, pinned) for r in _current(svc, svc.jobs.all())]
-    state = req.GET.get('state')
+    # Queued and caching jobs are pending records: the finished ones (one per
+    # image the node holds, and the failures) need not be read for those.
+    records = svc.jobs.pending() if state in job_queue.PENDING else svc.jobs.all()
+    # What is cached, as of after the records were read: an entry committed
+    # meanwhile shows its caching record as cached, as a single job would.
+    is_cached = svc.cache_listing.get(svc.cache)[1].__contains__
+    jobs = [_job_view(r, live, pinned, is_cached) for r in records if _current(r, is_cached)]
     if state is not None:
-        if state not in job_queue.STATES:
-            raise errors.BadRequest('state must be one of %s' % ', '.join(job_queue.STATES))
         jobs = [j for j in jobs if j['state'] == state]
     return common.json_response({'jobs': jobs})
 
@@ -269,13 +275,18 @@ def show_job(req, image_id):
 def _show_job_here(req, image_id):
     svc = authorize(req, 'cache_list')
     record = svc.jobs.get(image_id)
-    if record is None or not _current(svc, [record]):
+    is_cached = _in_cache(svc)
+    if record is None or not _current(record, is_cached):
         raise errors.NotFound('No caching job for image %s on this node' % image_id)
     live = svc.worker.live_progress() if svc.worker else {}
-    return common.json_response(_job_view(svc, record, live, svc.member.pinned_ids()))
+    return common.json_response(_job_view(record, live, svc.member.pinned_ids(), is_cached))
 
 
-def _current(svc, records):
-    """Records minus cached ones whose entry has since been evicted."""
-    return [r for r in records
-            if r['state'] != job_queue.CACHED or svc.cache.get(r['image_id']) is not None]
+def _in_cache(svc):
+    """Whether an image is in the cache now (one lookup per call)."""
+    return lambda image_id: svc.cache.get(image_id) is not None
+
+
+def _current(record, is_cached):
+    """Whether a record still says something: not cached with its entry since gone."""
+    return record['state'] != job_queue.CACHED or is_cached(record['image_id'])

@@ -735,3 +735,29 @@ def test_an_evicted_image_leaves_no_job_record_behind(sqlite_node_factory):
     node.start()
     helpers.wait_for(lambda: stale not in _done_records(node), 'the stale record to go')
     assert _job_ids(node) == set(cached_ids(node)) == cached
+
+
+def test_each_state_query_lists_what_the_full_listing_has_in_that_state(cache_node, store):
+    cached = cache_node.create_active_image(b'c' * 5000)['id']
+    put(cache_node, cached)
+    wait_cached(cache_node, cached)
+    failed, _, _ = http_image(cache_node, store, MiB, [CORRUPT])
+    put(cache_node, failed['id'])
+    wait_state(cache_node, failed['id'], 'failed')
+    held, served, _ = http_image(cache_node, store, 6 * MiB, [hold(5 * MiB)])
+    queued = cache_node.create_active_image(b'q' * 5000)['id']
+    try:
+        put(cache_node, held['id'])
+        wait_partly_done(cache_node, held['id'])
+        put(cache_node, queued)   # behind the held fill: one worker thread
+        jobs = cache_node.request('GET', '/v2/cache/jobs').json()['jobs']
+        by_state = {s: cache_node.request('GET', '/v2/cache/jobs?state=%s' % s).json()['jobs']
+                    for s in ('queued', 'caching', 'cached', 'failed')}
+    finally:
+        served.release()
+    for state, listed in by_state.items():
+        assert listed == [j for j in jobs if j['state'] == state], state
+    mine = {j['image_id']: j['state'] for j in jobs}
+    assert (mine[cached], mine[failed['id']], mine[held['id']], mine[queued]) == (
+        'cached', 'failed', 'caching', 'queued')
+    wait_cached(cache_node, queued)
