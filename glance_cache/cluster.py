@@ -101,8 +101,14 @@ class ClusterMember(cache_module.CacheListener):
     def entries_removed(self, image_ids):
         self._record(dict.fromkeys(image_ids))
         # Not the cluster's business, but this is the node's one listener:
-        # an evicted image's finished job goes with its entry.
-        self.jobs.drop_cached(image_ids, lambda image_id: self.cache.get(image_id) is not None)
+        # an evicted image's finished job goes with its entry. A failure here
+        # must not fail the removal; the next drainer's start sweeps again.
+        try:
+            self.jobs.drop_cached(image_ids,
+                                  lambda image_id: self.cache.get(image_id) is not None)
+        except OSError as exc:
+            LOG.warning('Could not drop the job records of images %s that left the '
+                        'cache: %s', ', '.join(image_ids), exc)
 
     def _record(self, change):
         """Have the recorder thread write a change ({image id: size, or None if gone})."""

@@ -92,8 +92,11 @@ class CacheWorker:
         self.jobs.requeue_caching()
         # Records of entries evicted while no listener heard (a crash between
         # the eviction and the word of it, or a node from before this tidying).
-        self.jobs.drop_cached(self.jobs.done_ids(),
-                              lambda image_id: self.cache.get(image_id) is not None)
+        try:
+            self.jobs.drop_cached(self.jobs.done_ids(),
+                                  lambda image_id: self.cache.get(image_id) is not None)
+        except OSError as exc:
+            LOG.warning('Could not drop the job records of images no longer cached: %s', exc)
         self.jobs.local_wakeup = self.wake
         self._listen_for_wakeups()
         for i in range(self.threads):
