@@ -235,14 +235,14 @@ class ClusterMember(cache_module.CacheListener):
 
     def beat(self):
         """One heartbeat: alive, holdings, deleted images, pins."""
-        records = self.jobs.all()
-        queued = sum(1 for r in records if r['state'] == job_queue.QUEUED)
-        failed = sum(1 for r in records if r['state'] == job_queue.FAILED)
+        # Pending and failed only: not a record per image the node holds.
+        pending, failed = self.jobs.pending(), self.jobs.failed()
+        queued = sum(1 for r in pending if r['state'] == job_queue.QUEUED)
         live = self.worker.live_progress() if self.worker else {}
         running = [{'image_id': r['image_id'], 'size': r['size'],
                     'bytes_done': live.get(r['image_id'], r['bytes_done'])}
-                   for r in records if r['state'] == job_queue.CACHING]
-        if not self.db.node_heartbeat(self.name, queued, failed, running):
+                   for r in pending if r['state'] == job_queue.CACHING]
+        if not self.db.node_heartbeat(self.name, queued, len(failed), running):
             LOG.warning('Node %s was missing from the node registry (forgotten?); '
                         'registering it again', self.name)
             self._register()
@@ -254,7 +254,9 @@ class ClusterMember(cache_module.CacheListener):
                      self.name, added, removed)
         self._drop_orphans()
         self.pins_changed()
-        self.reconcile_pins({r['image_id']: r for r in records})
+        # Cached records need not be there: a pinned image it holds is skipped
+        # before its record is looked at.
+        self.reconcile_pins({r['image_id']: r for r in failed + pending})
 
     def _drop_orphans(self):
         """Drop cached images whose image was deleted or deactivated elsewhere."""

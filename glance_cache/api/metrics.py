@@ -6,6 +6,7 @@ its own in the node's caching-worker process (then not on the API port);
 for the event counters; the state is read here at each scrape.
 """
 
+import collections
 import logging
 import os
 
@@ -45,11 +46,14 @@ class NodeCollector:
 
     @staticmethod
     def _jobs(svc):
-        records = svc.jobs.all()
+        # The cached records are counted by name: one per image the node holds.
+        records = svc.jobs.pending() + svc.jobs.failed()
+        counts = collections.Counter(r['state'] for r in records)
+        counts[job_queue.CACHED] = len(svc.jobs.cached_record_ids())
         by_state = GaugeMetricFamily('glance_cache_jobs', 'Caching jobs by state.',
                                      labels=['state'])
         for state in job_queue.STATES:
-            by_state.add_metric([state], sum(1 for r in records if r['state'] == state))
+            by_state.add_metric([state], counts[state])
         yield by_state
         yield GaugeMetricFamily('glance_cache_queue_depth', 'Jobs waiting to be cached.',
                                 sum(1 for r in records if r['state'] == job_queue.QUEUED))

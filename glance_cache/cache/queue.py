@@ -2,7 +2,9 @@
 
 ``<cache_dir>/queue/<image id>`` holds the JSON record of each image waiting
 for or being cached (state ``queued`` or ``caching``); once a job ends its
-record moves to ``queue/done/<image id>`` (state ``cached`` or ``failed``).
+record moves to ``queue/done/<image id>`` (state ``cached``) or to
+``queue/failed/<image id>`` (state ``failed``). So what is pending or failed
+is read without reading a record per image the node holds.
 A record holds the state, attempts, times, bytes done and last error.
 Records are replaced atomically (write, then rename), and every
 read-modify-write holds ``queue/.lock`` (flock), so any process of the node
@@ -95,7 +97,12 @@ class JobQueue:
     def __init__(self, cache_dir, node):
         self.dir = os.path.join(cache_dir, 'queue')
         self.done_dir = os.path.join(self.dir, 'done')
-        os.makedirs(self.done_dir, exist_ok=True)
+        self.failed_dir = os.path.join(self.dir, 'failed')
+        for directory in (self.done_dir, self.failed_dir):
+            os.makedirs(directory, exist_ok=True)
+        # Where the record of each state lives.
+        self._dirs = {QUEUED: self.dir, CACHING: self.dir, CACHED: self.done_dir,
+                      FAILED: self.failed_dir}
         self.node = node
         self._lock_path = os.path.join(self.dir, '.lock')
         self._thread_lock = threading.RLock()
@@ -145,7 +152,11 @@ class JobQueue:
     def _path(self, image_id, state):
         if not ids.is_canonical(image_id):
             raise ValueError('not an image id: %r' % (image_id,))
-        return os.path.join(self.dir if state in PENDING else self.done_dir, image_id)
+        return os.path.join(self._dirs[state], image_id)
+
+    def _paths(self, image_id):
+        """Every place a record of ``image_id`` can be: pending, cached, failed."""
+        return [self._path(image_id, state) for state in (QUEUED, CACHED, FAILED)]
 
     @staticmethod
     def _load(path):
@@ -169,8 +180,11 @@ class JobQueue:
 
     def get(self, image_id):
         """The record of ``image_id``, or None."""
-        return (self._load(self._path(image_id, QUEUED))
-                or self._load(self._path(image_id, CACHED)))
+        for path in self._paths(image_id):
+            record = self._load(path)
+            if record is not None:
+                return record
+        return None
 
     def _write_tmp(self, path, record):
         """``record`` in a new file beside ``path``, to be renamed or linked there."""
@@ -183,14 +197,15 @@ class JobQueue:
     def put(self, record, drop_other=True):
         """Write ``record`` atomically where its state belongs (callers hold ``locked()``).
 
-        The image's record in the other directory is removed, unless
+        The image's records in the other directories are removed, unless
         ``drop_other`` is false.
         """
         path = self._path(record['image_id'], record['state'])
         os.replace(self._write_tmp(path, record), path)
         if drop_other:
-            _unlink(self._path(record['image_id'],
-                               CACHED if record['state'] in PENDING else QUEUED))
+            for other in self._paths(record['image_id']):
+                if other != path:
+                    _unlink(other)
         self._track(record)
 
     def _track(self, record):
@@ -219,8 +234,8 @@ class JobQueue:
         """Drop the record of ``image_id``; True if there was one."""
         removed = False
         with self.locked():
-            for state in (QUEUED, CACHED):
-                removed = _unlink(self._path(image_id, state)) or removed
+            for path in self._paths(image_id):
+                removed = _unlink(path) or removed
             with self._order_lock:
                 self._order.pop(image_id, None)
         return removed
@@ -244,8 +259,8 @@ class JobQueue:
                     dropped.append(image_id)
         return dropped
 
-    def done_ids(self):
-        """Ids of the cached and failed records (names only, nothing read)."""
+    def cached_record_ids(self):
+        """Ids of the cached records (names only, nothing read)."""
         return [name for name in os.listdir(self.done_dir) if ids.is_canonical(name)]
 
     def pending_ids(self):
@@ -258,7 +273,8 @@ class JobQueue:
         for name in os.listdir(directory):
             if ids.is_canonical(name):
                 record = self._load(prefix + name)
-                if record is not None:
+                # A record is under its image's id; any other file is not one.
+                if record is not None and record.get('image_id') == name:
                     records.append(record)
         return records
 
@@ -266,15 +282,28 @@ class JobQueue:
         """Queued and caching records, oldest queued first."""
         return sorted(self._records(self.dir), key=lambda r: (r['queued_at'], r['image_id']))
 
+    def failed(self):
+        """Failed records, oldest queued first."""
+        return sorted(self._records(self.failed_dir),
+                      key=lambda r: (r['queued_at'], r['image_id']))
+
     def all(self):
-        """Every record, oldest queued first.
+        """Every record, oldest queued first; one per image.
 
         An image with a pending record shows only that one: a finished record
-        of an earlier job can linger beside it for a moment (see enqueue).
+        of an earlier job can linger beside it for a moment (see enqueue). So
+        can a cached and a failed record, of which the later finished shows.
         """
         records = self._records(self.dir)
         pending = {r['image_id'] for r in records}
-        records += [r for r in self._records(self.done_dir) if r['image_id'] not in pending]
+        finished = {}
+        for record in self._records(self.done_dir) + self._records(self.failed_dir):
+            image_id = record['image_id']
+            other = finished.get(image_id)
+            if image_id not in pending and (
+                    other is None or (record['finished_at'] or 0) > (other['finished_at'] or 0)):
+                finished[image_id] = record
+        records += finished.values()
         records.sort(key=lambda r: (r['queued_at'], r['image_id']))
         return records
 
@@ -309,6 +338,7 @@ class JobQueue:
         finally:
             os.unlink(tmp)
         _unlink(self._path(image_id, CACHED))
+        _unlink(self._path(image_id, FAILED))
         self._track(record)
         self.wake()
         return record, True
@@ -383,10 +413,15 @@ class JobQueue:
     def requeue_caching(self):
         """Return every caching record to queued (a new drainer resumes them).
 
-        Also removes records half-written by a process that died.
+        Also removes records half-written by a process that died, and moves
+        failed records kept under done/ (before failed/ existed) to failed/.
         """
         with self.locked():
             self._remove_stale_tmp()
+            for record in self._records(self.done_dir):
+                if record['state'] == FAILED:
+                    os.replace(os.path.join(self.done_dir, record['image_id']),
+                               self._path(record['image_id'], FAILED))
             for record in self.pending():
                 if record['state'] == CACHING:
                     record.update(state=QUEUED, bytes_done=0, started_at=None,
@@ -395,7 +430,7 @@ class JobQueue:
 
     def _remove_stale_tmp(self):
         now = time.time()
-        for directory in (self.dir, self.done_dir):
+        for directory in (self.dir, self.done_dir, self.failed_dir):
             for name in os.listdir(directory):
                 if not name.endswith(TMP_SUFFIX):
                     continue
@@ -410,13 +445,17 @@ class JobQueue:
         """Drop the records in ``states``, except those of ``keep`` ids; their ids."""
         removed = []
         with self.locked():
-            for record in self._records(self.dir) + self._records(self.done_dir):
-                if record['state'] in states and record['image_id'] not in keep:
-                    if not _unlink(self._path(record['image_id'], record['state'])):
+            for directory in (self.dir, self.done_dir, self.failed_dir):
+                for record in self._records(directory):
+                    image_id = record['image_id']
+                    if record['state'] not in states or image_id in keep:
+                        continue
+                    # Where it was read: a failed record may still be under done/.
+                    if not _unlink(os.path.join(directory, image_id)):
                         continue
                     with self._order_lock:
-                        self._order.pop(record['image_id'], None)
-                    removed.append(record['image_id'])
+                        self._order.pop(image_id, None)
+                    removed.append(image_id)
         return removed
 
     def wake(self):

@@ -93,7 +93,7 @@ class CacheWorker:
         # Records of entries evicted while no listener heard (a crash between
         # the eviction and the word of it, or a node from before this tidying).
         try:
-            self.jobs.drop_cached(self.jobs.done_ids(),
+            self.jobs.drop_cached(self.jobs.cached_record_ids(),
                                   lambda image_id: self.cache.get(image_id) is not None)
         except OSError as exc:
             LOG.warning('Could not drop the job records of images no longer cached: %s', exc)

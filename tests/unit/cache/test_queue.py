@@ -6,6 +6,7 @@ of the node: it shares the files and the lock, not the memory.
 
 import contextlib
 import fcntl
+import json
 import multiprocessing
 import os
 import threading
@@ -239,7 +240,7 @@ def test_a_job_queued_again_after_it_ended_replaces_its_old_record(jobs):
     record, added = jobs.enqueue(image_id, 1)
     assert added and jobs.get(image_id)['state'] == job_queue.QUEUED
     assert [r['state'] for r in jobs.all()] == [job_queue.QUEUED]
-    assert os.listdir(jobs.done_dir) == []
+    assert os.listdir(jobs.done_dir) == [] and os.listdir(jobs.failed_dir) == []
 
 
 def test_a_failure_recorded_while_the_image_is_queued_keeps_the_job(jobs, other,
@@ -345,4 +346,55 @@ def test_cached_records_of_entries_gone_are_dropped_and_nothing_else(jobs):
     assert jobs.get(evicted) is None
     assert {r['image_id']: r['state'] for r in jobs.all()} == {
         still_cached: job_queue.CACHED, failed: job_queue.FAILED, queued: job_queue.QUEUED}
-    assert sorted(jobs.done_ids()) == sorted([still_cached, failed])
+    assert jobs.cached_record_ids() == [still_cached]
+
+
+def test_finished_records_are_kept_by_outcome(jobs):
+    cached, failed = new_id(), new_id()
+    _finish(jobs, cached, job_queue.CACHED)
+    _finish(jobs, failed, job_queue.FAILED)
+    assert os.listdir(jobs.done_dir) == [cached]
+    assert os.listdir(jobs.failed_dir) == [failed]
+    assert [r['image_id'] for r in jobs.failed()] == [failed]
+    assert jobs.cached_record_ids() == [cached]
+    assert jobs.get(failed)['state'] == job_queue.FAILED
+    assert jobs.remove(failed) and jobs.get(failed) is None
+
+
+def _write_record(directory, record):
+    with open(os.path.join(directory, record['image_id']), 'w') as f:
+        json.dump(record, f)
+
+
+def test_a_failed_record_under_done_from_before_failed_existed(jobs):
+    """Read where it is, cleared from there, and moved by the next drainer."""
+    old, cleared = new_id(), new_id()
+    for image_id in (old, cleared):
+        record = job_queue.new_record(image_id, 10, 'n1')
+        record.update(state=job_queue.FAILED, last_error='boom', finished_at=time.time())
+        _write_record(jobs.done_dir, record)
+    assert jobs.get(old)['state'] == job_queue.FAILED
+    assert jobs.clear((job_queue.FAILED,), keep={old}) == [cleared]
+    jobs.requeue_caching()
+    assert os.listdir(jobs.done_dir) == []
+    assert [r['image_id'] for r in jobs.failed()] == [old]
+    assert [r['last_error'] for r in jobs.all()] == ['boom']
+
+
+def test_all_shows_one_record_per_image_the_later_finished(jobs):
+    image_id = new_id()
+    record = job_queue.new_record(image_id, 10, 'n1')
+    record.update(state=job_queue.FAILED, last_error='boom', finished_at=100.0)
+    _write_record(jobs.failed_dir, record)
+    record.update(state=job_queue.CACHED, last_error=None, finished_at=200.0)
+    _write_record(jobs.done_dir, record)   # as for a moment in put()
+    assert [(r['state'], r['finished_at']) for r in jobs.all()] == [(job_queue.CACHED, 200.0)]
+
+
+def test_a_file_that_is_not_its_images_record_is_ignored(jobs):
+    image_id, other = new_id(), new_id()
+    record = job_queue.new_record(other, 10, 'n1')
+    record.update(state=job_queue.FAILED, finished_at=time.time())
+    with open(os.path.join(jobs.failed_dir, image_id), 'w') as f:
+        json.dump(record, f)
+    assert jobs.all() == [] and jobs.failed() == []
