@@ -13,7 +13,6 @@ still run on every request, as ours do.
 """
 
 import os
-import signal
 import socket
 import subprocess
 
@@ -134,18 +133,19 @@ class GlanceNode:
 
     def stop(self):
         self.session.close()
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        helpers.stop_process_group(self.proc)
 
     def request(self, method, path, headers=None, **kwargs):
         kwargs.setdefault('timeout', 60)
         return self.session.request(method, self.url + path,
                                     headers=dict(self.headers, **(headers or {})), **kwargs)
+
+    def create_image(self):
+        """A new queued image (what common.upload uploads into)."""
+        resp = self.request('POST', '/v2/images', json={
+            'name': 'bench', 'disk_format': 'raw', 'container_format': 'bare'})
+        assert resp.status_code == 201, resp.text
+        return resp.json()
 
     def cached_at(self):
         """{image id: when its cache entry was committed} for every cached image.

@@ -381,14 +381,7 @@ def part_busy(args, directory):
 
 def _busy_glance(glance, source):
     """(idle, during the fill, fill alone, fill polled) on a GlanceNode."""
-    image = glance.request('POST', '/v2/images', json={
-        'name': 'bench', 'disk_format': 'raw', 'container_format': 'bare'}).json()
-    with open(source, 'rb') as f:
-        resp = glance.request('PUT', '/v2/images/%s/file' % image['id'], data=f,
-                              headers={'Content-Type': 'application/octet-stream',
-                                       'Content-Length': str(os.path.getsize(source))},
-                              timeout=3600)
-    assert resp.status_code == 204, resp.text
+    image = common.upload(glance, source)
     idle = _sample_list(glance)
 
     def fill(latencies=None):

@@ -162,13 +162,7 @@ class Node:
     def stop(self, sig=signal.SIGTERM):
         # Idle keep-alive connections would hold gunicorn's graceful stop.
         self.session.close()
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_process_group(self.proc, sig)
 
     def log(self, last=20000):
         """The node's log, its ``last`` characters (None: all of it)."""
@@ -236,6 +230,19 @@ def digest_processes(parent):
     out = subprocess.run(['pgrep', '-P', str(parent), '-f', 'digester.py'],
                          capture_output=True, text=True).stdout
     return [int(pid) for pid in out.split()]
+
+
+def stop_process_group(proc, sig=signal.SIGTERM, grace=30):
+    """Send ``sig`` to the process group ``proc`` leads (started with
+    start_new_session) and wait; SIGKILL if it is still there after ``grace`` s."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, sig)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
 
 def wait_for(predicate, what, timeout=30, interval=0.05, error=AssertionError):

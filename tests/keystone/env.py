@@ -208,13 +208,7 @@ class Keystone:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        helpers.stop_process_group(self.proc)
 
     # --- the admin API, through openstacksdk from the caller's environment
 

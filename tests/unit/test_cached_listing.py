@@ -169,14 +169,21 @@ class CountingDriver:
         return answer
 
 
-def test_after_a_hit_in_another_process_only_that_entry_is_read(two_processes, encodings):
-    this, other = two_processes
-    ids = ['00000000-0000-4000-8000-%012d' % n for n in range(30)]
+def _listed_once(driver, count):
+    """``count`` entries committed through ``driver`` and listed once: (their
+    ids, the driver wrapped to count its changes() answers, the listing)."""
+    ids = ['00000000-0000-4000-8000-%012d' % n for n in range(count)]
     for image_id in ids:
-        _commit(this, image_id)
-    counting = CountingDriver(this)
+        _commit(driver, image_id)
+    counting = CountingDriver(driver)
     listing = cache_api.CachedListing()
     listing.get(counting)
+    return ids, counting, listing
+
+
+def test_after_a_hit_in_another_process_only_that_entry_is_read(two_processes, encodings):
+    this, other = two_processes
+    ids, counting, listing = _listed_once(this, 30)
     del encodings[:]
 
     other.hit(ids[12])
@@ -194,12 +201,7 @@ def test_after_a_hit_in_another_process_only_that_entry_is_read(two_processes, e
 
 def test_a_removal_reads_every_entry_again(two_processes):
     this, other = two_processes
-    ids = ['00000000-0000-4000-8000-%012d' % n for n in range(5)]
-    for image_id in ids:
-        _commit(this, image_id)
-    counting = CountingDriver(this)
-    listing = cache_api.CachedListing()
-    listing.get(counting)
+    ids, counting, listing = _listed_once(this, 5)
 
     os.unlink(os.path.join(this.cache_dir, ids[3]))
     other.forget(ids[3])
