@@ -14,7 +14,8 @@ busy     GET /v2/cache latency on an idle node, while md5sum and sha512sum
          hash the image in other processes (the CPU of a fill's digests,
          without the node), while cp copies it in a process bound to the
          CPU a background fill gets (a fill's copying, without the node),
-         and while a --fill-mib fill runs; and the
+         while a loop that does nothing spins on that CPU (the fill's CPU
+         taken, with no I/O at all), and while a --fill-mib fill runs; and the
          fill's time alone and while GET /v2/cache is polled back to back,
          against the same for the fill's work without the node (cp, and
          md5sum and sha512sum at the digests' niceness, bound to that CPU).
@@ -43,6 +44,7 @@ import os
 import signal
 import statistics
 import subprocess
+import sys
 import threading
 import time
 
@@ -260,6 +262,9 @@ def _while_running(commands, source, measure, cpus=None):
 # gets by default.
 HASHING = ('md5sum "$0" >/dev/null', 'sha512sum "$0" >/dev/null')
 COPYING = ('cp "$0" "$0.copy"',)
+# And the least a fill can take from the node: its CPU, with no I/O and no
+# memory traffic at all (a Python loop that does nothing, for ever).
+SPINNING = ('"%s" -c "while True: pass"' % sys.executable,)
 
 
 # A fill's work without the node: copy the image, and hash it at the
@@ -302,7 +307,10 @@ def _busy_on(args, node_dir, source, options, reference):
                 ('md5sum and sha512sum hash the image in other processes',
                  _while_running(HASHING, source, lambda: _sample_list(node))),
                 ('cp copies the image in another process, bound to CPU %d' % fill_cpu,
-                 _while_running(COPYING, source, lambda: _sample_list(node), {fill_cpu}))]
+                 _while_running(COPYING, source, lambda: _sample_list(node), {fill_cpu})),
+                ('a loop that does nothing spins in another process, bound to CPU %d'
+                 % fill_cpu,
+                 _while_running(SPINNING, source, lambda: _sample_list(node), {fill_cpu}))]
             # And for the fill's time while polled: its work without the
             # node (the first run untimed, as for the fill).
             _fill_work_seconds(source, fill_cpu)
