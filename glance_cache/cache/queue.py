@@ -12,6 +12,12 @@ may change them while one process drains. Queuing takes no lock: a new
 record is hard-linked into place, which fails if the image is pending
 already. Pending records survive restarts: the next drainer resumes them.
 
+Every write into ``done/`` or ``failed/`` (under the lock) is counted in
+``queue/.finished``. A process keeps the finished records it read for as
+long as that count stays, so listing every job reads one file per image the
+node holds only after something finished, and parses only the files whose
+bytes changed.
+
 The drainer keeps the pending records in memory, in a heap ordered by
 ``queued_at`` (FIFO). Records its own process writes go in as they are
 written; those written by the node's other processes are found by a listing
@@ -28,6 +34,7 @@ poll interval.
 import contextlib
 import heapq
 import json
+import operator
 import os
 import socket
 import threading
@@ -50,6 +57,10 @@ TMP_MAX_AGE = 60.0
 RECORD_READ = 4096
 # Longest time between two listings of queue/ by the drainer.
 LIST_INTERVAL = 1.0
+# The count of writes into done/ and failed/ (see _Counter).
+FINISHED_COUNT = '.finished'
+# Records in the order they were queued (the id for those queued at once).
+_QUEUE_ORDER = operator.itemgetter('queued_at', 'image_id')
 # Not a state of a record: what a job becomes when it is deleted or cleared.
 REMOVED = 'removed'
 
@@ -83,6 +94,61 @@ def _unlink(path):
         return True
     except FileNotFoundError:
         return False
+
+
+def _read(path):
+    """The bytes in ``path``; None if there is no such file."""
+    # os-level calls: listing ten thousand jobs reads ten thousand records,
+    # and a file object per record costs as much as the reading itself.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, RECORD_READ):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b''.join(chunks)
+
+
+def _parse(raw):
+    """The record in the bytes ``raw``; None if they are not one."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+class _Counter:
+    """A number in a file that every process of the node shares.
+
+    Read with one positioned read, with no lock: it is only compared with an
+    earlier reading. Added to under the queue's lock, so no addition is lost.
+    """
+
+    def __init__(self, path):
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    def read(self):
+        """The number now; None once closed."""
+        fd = self._fd
+        if fd is None:
+            return None
+        try:
+            return int.from_bytes(os.pread(fd, 8, 0), 'little')
+        except OSError:
+            return None   # closed meanwhile
+
+    def add_one(self):
+        """Add one (callers hold the queue's lock)."""
+        os.pwrite(self._fd, ((self.read() or 0) + 1).to_bytes(8, 'little'), 0)
+
+    def close(self):
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def new_record(image_id, size, node):
@@ -122,6 +188,10 @@ class JobQueue:
         self._listed_at = float('-inf')
         self._claiming = False
         self._node_lock = nodelock.NodeLock(self._lock_path)
+        self._finished_count = _Counter(os.path.join(self.dir, FINISHED_COUNT))
+        # done/ or failed/ -> (the count when it was last listed, {name: (the
+        # file's bytes, its record or None if it holds none)}), replaced whole.
+        self._finished = {}
 
     @contextlib.contextmanager
     def locked(self):
@@ -148,6 +218,7 @@ class JobQueue:
     def close(self):
         with self._thread_lock:
             self._node_lock.close()
+            self._finished_count.close()
 
     def _path(self, image_id, state):
         if not ids.is_canonical(image_id):
@@ -161,22 +232,8 @@ class JobQueue:
     @staticmethod
     def _load(path):
         """The record in ``path``; None if there is none or it is not a record."""
-        # os-level calls: listing ten thousand jobs reads ten thousand records,
-        # and a file object per record costs as much as the reading itself.
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
-        try:
-            chunks = []
-            while chunk := os.read(fd, RECORD_READ):
-                chunks.append(chunk)
-        finally:
-            os.close(fd)
-        try:
-            return json.loads(b''.join(chunks))
-        except ValueError:
-            return None
+        raw = _read(path)
+        return None if raw is None else _parse(raw)
 
     def get(self, image_id):
         """The record of ``image_id``, or None."""
@@ -202,6 +259,8 @@ class JobQueue:
         """
         path = self._path(record['image_id'], record['state'])
         os.replace(self._write_tmp(path, record), path)
+        if record['state'] in DONE:
+            self._finished_count.add_one()   # after the write: see _finished_records
         if drop_other:
             for other in self._paths(record['image_id']):
                 if other != path:
@@ -268,6 +327,8 @@ class JobQueue:
         return [name for name in os.listdir(self.dir) if ids.is_canonical(name)]
 
     def _records(self, directory):
+        if directory != self.dir:
+            return self._finished_records(directory)
         records = []
         prefix = os.path.join(directory, '')
         for name in os.listdir(directory):
@@ -278,14 +339,47 @@ class JobQueue:
                     records.append(record)
         return records
 
+    def _finished_records(self, directory):
+        """The records in done/ or failed/, as _records, reading only what changed.
+
+        Each write into these directories is counted after it is made. While
+        the count is the one read before the last listing, the files listed
+        then still hold what was read from them, and only new names are read.
+        Once it moved, every file is read again, and parsed only if its bytes
+        changed. Removals are not counted: the names are listed every time.
+        """
+        count = self._finished_count.read()   # before the listing, as every write
+        listed_at, known = self._finished.get(directory, (None, {}))
+        unchanged = count is not None and count == listed_at
+        seen, records = {}, []
+        prefix = os.path.join(directory, '')
+        for name in os.listdir(directory):
+            entry = known.get(name)   # names kept were checked when first read
+            if entry is None and not ids.is_canonical(name):
+                continue
+            if entry is None or not unchanged:
+                raw = _read(prefix + name)
+                if raw is None:
+                    continue   # removed since listed
+                if entry is None or entry[0] != raw:
+                    record = _parse(raw)
+                    # A record is under its image's id; any other file is not one.
+                    entry = (raw, record if record is not None and record.get('image_id')
+                             == name else None)
+            seen[name] = entry
+            if entry[1] is not None:
+                records.append(dict(entry[1]))   # a copy: callers change records
+        self._finished[directory] = (count, seen)
+        return records
+
     def pending(self):
         """Queued and caching records, oldest queued first."""
-        return sorted(self._records(self.dir), key=lambda r: (r['queued_at'], r['image_id']))
+        return sorted(self._records(self.dir), key=_QUEUE_ORDER)
 
     def failed(self):
         """Failed records, oldest queued first."""
         return sorted(self._records(self.failed_dir),
-                      key=lambda r: (r['queued_at'], r['image_id']))
+                      key=_QUEUE_ORDER)
 
     def all(self):
         """Every record, oldest queued first; one per image.
@@ -304,7 +398,7 @@ class JobQueue:
                     other is None or (record['finished_at'] or 0) > (other['finished_at'] or 0)):
                 finished[image_id] = record
         records += finished.values()
-        records.sort(key=lambda r: (r['queued_at'], r['image_id']))
+        records.sort(key=_QUEUE_ORDER)
         return records
 
     def enqueue(self, image_id, size):
@@ -422,6 +516,7 @@ class JobQueue:
                 if record['state'] == FAILED:
                     os.replace(os.path.join(self.done_dir, record['image_id']),
                                self._path(record['image_id'], FAILED))
+                    self._finished_count.add_one()
             for record in self.pending():
                 if record['state'] == CACHING:
                     record.update(state=QUEUED, bytes_done=0, started_at=None,

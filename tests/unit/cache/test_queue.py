@@ -9,6 +9,7 @@ import fcntl
 import json
 import multiprocessing
 import os
+import random
 import threading
 import time
 import uuid
@@ -398,3 +399,126 @@ def test_a_file_that_is_not_its_images_record_is_ignored(jobs):
     with open(os.path.join(jobs.failed_dir, image_id), 'w') as f:
         json.dump(record, f)
     assert jobs.all() == [] and jobs.failed() == []
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Which record files are read, and how many records parsed, from here on."""
+    seen = {'read': [], 'parsed': 0}
+    real_read, real_parse = job_queue._read, job_queue._parse
+
+    def counted_read(path):
+        seen['read'].append(os.path.basename(path))
+        return real_read(path)
+
+    def counted_parse(raw):
+        seen['parsed'] += 1
+        return real_parse(raw)
+
+    monkeypatch.setattr(job_queue, '_read', counted_read)
+    monkeypatch.setattr(job_queue, '_parse', counted_parse)
+    return seen
+
+
+def _views(records):
+    return sorted((r['image_id'], r['state'], r['finished_at'], r['attempts']) for r in records)
+
+
+def test_finished_records_are_read_again_only_after_a_counted_write(jobs, other, reads):
+    cached, failed, queued = new_id(), new_id(), new_id()
+    _finish(jobs, cached, job_queue.CACHED)
+    _finish(jobs, failed, job_queue.FAILED)
+    jobs.enqueue(queued, 10)
+    first = jobs.all()
+    assert {cached, failed} <= set(reads['read'])
+    reads['read'].clear()
+    assert jobs.all() == first
+    assert reads['read'] == [queued]   # the pending record only
+
+    # Another process writes a finished record: every finished file is read
+    # again, and only the changed one parsed.
+    other.update(failed, last_error='boom', finished_at=time.time() + 5)
+    reads['read'].clear()
+    reads['parsed'] = 0
+    changed = jobs.all()
+    assert {cached, failed} <= set(reads['read'])
+    assert reads['parsed'] == 2   # the failed record and the pending one
+    assert [r['last_error'] for r in changed if r['image_id'] == failed] == ['boom']
+    assert _views(changed) == _views(other.all())
+
+
+def test_a_finished_record_removed_and_written_again_is_read_again(jobs, other):
+    image_id = new_id()
+    _finish(jobs, image_id, job_queue.CACHED)
+    assert [r['state'] for r in jobs.all()] == [job_queue.CACHED]
+    assert other.remove(image_id)
+    assert jobs.all() == []
+    record = job_queue.new_record(image_id, 10, 'n1')
+    record.update(state=job_queue.FAILED, last_error='again', finished_at=time.time())
+    with other.locked():
+        other.put(record)
+    assert [(r['state'], r['last_error']) for r in jobs.all()] == [(job_queue.FAILED, 'again')]
+
+
+def test_records_returned_are_copies(jobs):
+    image_id = new_id()
+    _finish(jobs, image_id, job_queue.CACHED)
+    jobs.all()[0]['state'] = 'changed by a caller'
+    jobs.failed()
+    assert jobs.all()[0]['state'] == job_queue.CACHED
+
+
+def test_listings_always_equal_a_fresh_read_whatever_the_writes(jobs, other, tmp_path):
+    """Random writes from two processes; after each, what ``jobs`` lists (from what
+    it kept) equals what a process that kept nothing reads."""
+    rng = random.Random(4)
+    images = [new_id() for _ in range(12)]
+
+    def enqueue(queue, image_id):
+        queue.enqueue(image_id, 10)
+
+    def claim(queue, image_id):
+        jobs.claim()   # the drainer is ``jobs``
+
+    def finish(queue, image_id):
+        state = rng.choice((job_queue.CACHED, job_queue.FAILED))
+        queue.update(image_id, state=state, finished_at=rng.random(),
+                     attempts=rng.randrange(5))
+
+    def remove(queue, image_id):
+        queue.remove(image_id)
+
+    def drop(queue, image_id):
+        queue.drop_cached([image_id], lambda _: False)
+
+    def clear(queue, image_id):
+        queue.clear((rng.choice(job_queue.STATES),), keep=set(rng.sample(images, 6)))
+
+    def requeue(queue, image_id):
+        queue.requeue_caching()
+
+    operations = (enqueue, enqueue, claim, finish, finish, remove, drop, clear, requeue)
+    for _ in range(300):
+        operation = rng.choice(operations)
+        operation(rng.choice((jobs, other)), rng.choice(images))
+        fresh = job_queue.JobQueue(str(tmp_path), 'n1')
+        try:
+            for lister in (jobs, other):
+                assert _views(lister.all()) == _views(fresh.all()), operation.__name__
+                assert _views(lister.failed()) == _views(fresh.failed()), operation.__name__
+        finally:
+            fresh.close()
+
+
+def test_a_failed_record_moved_from_done_is_read_again_by_other_processes(jobs, other):
+    image_id = new_id()
+    record = job_queue.new_record(image_id, 10, 'n1')
+    record.update(state=job_queue.FAILED, last_error='in failed/', finished_at=100.0)
+    with jobs.locked():
+        jobs.put(record)
+    # As an earlier version left it: a failed record under done/.
+    record.update(last_error='in done/', finished_at=200.0)
+    _write_record(jobs.done_dir, record)
+    assert [r['last_error'] for r in other.failed()] == ['in failed/']
+    jobs.requeue_caching()   # moves it over the one in failed/
+    assert [r['last_error'] for r in other.failed()] == ['in done/']
