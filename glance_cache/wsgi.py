@@ -43,6 +43,7 @@ class Services:
         self.policy = policy.Enforcer(conf)
         self.cache = self.jobs = self.worker = self.member = self.exporter = None
         self.cache_listing = cache_api.CachedListing()
+        self.encoded_jobs = cache_api.EncodedJobs()
         self.node = conf.node_name or socket.gethostname()
         if conf.cache.enabled:
             self.cache = cache.ImageCache(conf)

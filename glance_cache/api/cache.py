@@ -11,6 +11,7 @@ and the answer lists each node's outcome.
 
 import json
 import logging
+import operator
 import threading
 
 from glance_cache import errors, forward
@@ -228,10 +229,56 @@ def prune(req):
     return common.json_response({'total_files_pruned': files, 'total_bytes_pruned': size})
 
 
+# What a job shows of its record.
+RECORD_FIELDS = ('image_id', 'state', 'bytes_done', 'size', 'queued_at', 'started_at',
+                 'finished_at', 'attempts', 'last_error', 'node')
+_record_fields = operator.itemgetter(*RECORD_FIELDS)
+
+
+class EncodedJobs:
+    """The JSON of each finished job, kept between two listings of every job.
+
+    A node holding ten thousand images has as many cached jobs, and encoding
+    them costs more than reading them. A finished job's view depends on its
+    record and whether it is pinned alone, so its text is made again only
+    when one of those changed.
+    """
+
+    def __init__(self):
+        self._texts = {}   # image id -> ((its record's fields, pinned), its JSON)
+
+    def encode(self, records, live, pinned, is_cached, state=None, every_job=False):
+        """The JSON list of the views of ``records`` that are current, in ``state`` if given.
+
+        ``every_job``: ``records`` are all the node's records; what is kept
+        is then replaced by theirs (the jobs gone since drop out).
+        """
+        known, texts = self._texts, {}
+        listed = []
+        for record in records:
+            if not _current(record, is_cached):
+                continue
+            if record['state'] in job_queue.DONE:
+                image_id = record['image_id']
+                key = (_record_fields(record), image_id in pinned)
+                entry = known.get(image_id)
+                if entry is None or entry[0] != key:
+                    entry = (key, json.dumps(_job_view(record, live, pinned, is_cached)))
+                texts[image_id] = entry
+                job_state, text = record['state'], entry[1]
+            else:
+                view = _job_view(record, live, pinned, is_cached)
+                job_state, text = view['state'], json.dumps(view)
+            if state is None or job_state == state:
+                listed.append(text)
+        if every_job:
+            self._texts = texts
+        # The very text json.dumps gives for the list of the views.
+        return '[%s]' % ', '.join(listed)
+
+
 def _job_view(record, live, pinned, is_cached):
-    view = {key: record[key] for key in (
-        'image_id', 'state', 'bytes_done', 'size', 'queued_at', 'started_at', 'finished_at',
-        'attempts', 'last_error', 'node')}
+    view = {key: record[key] for key in RECORD_FIELDS}
     view['pinned'] = record['image_id'] in pinned
     if record['state'] == job_queue.CACHING:
         if is_cached(record['image_id']):
@@ -255,14 +302,13 @@ def list_jobs(req):
     pinned = svc.member.pinned_ids()
     # Queued and caching jobs are pending records: the finished ones (one per
     # image the node holds, and the failures) need not be read for those.
-    records = svc.jobs.pending() if state in job_queue.PENDING else svc.jobs.all()
+    every_job = state not in job_queue.PENDING
+    records = svc.jobs.all() if every_job else svc.jobs.pending()
     # What is cached, as of after the records were read: an entry committed
     # meanwhile shows its caching record as cached, as a single job would.
     is_cached = svc.cache_listing.get(svc.cache)[1].__contains__
-    jobs = [_job_view(r, live, pinned, is_cached) for r in records if _current(r, is_cached)]
-    if state is not None:
-        jobs = [j for j in jobs if j['state'] == state]
-    return common.json_response({'jobs': jobs})
+    return common.encoded_json_response('{"jobs": %s}' % svc.encoded_jobs.encode(
+        records, live, pinned, is_cached, state, every_job))
 
 
 def show_job(req, image_id):
