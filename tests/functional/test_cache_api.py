@@ -428,15 +428,32 @@ def _served_by(node, resp):
     return helpers.wait_for(lambda: line.search(node.log()), 'the request log').group(1)
 
 
-def _session_not_served_by(node, pid):
-    """A keep-alive session whose connection another server process accepted."""
-    for _ in range(50):
+def _session_accepted(node, wanted, what):
+    """A keep-alive session whose connection a server process with ``wanted(pid)`` accepted.
+
+    Which process accepts a connection is a race, which one still starting
+    (or busy) loses every time: new connections are tried until a deadline.
+    """
+    def connect():
         session = requests.Session()
         resp = session.get(node.url + '/v2/cache', headers=ADMIN, timeout=60)
-        if _served_by(node, resp) != pid:
+        if wanted(_served_by(node, resp)):
             return session
         session.close()
-    pytest.fail('every connection went to process %s' % pid)
+        return None
+
+    return helpers.wait_for(connect, what, timeout=60, interval=0.01)
+
+
+def _session_not_served_by(node, pid):
+    """A keep-alive session whose connection another server process accepted."""
+    return _session_accepted(node, lambda served: served != pid,
+                             'a connection accepted by a process other than %s' % pid)
+
+
+def _session_served_by(node, pid):
+    return _session_accepted(node, lambda served: served == pid,
+                             'a connection accepted by process %s' % pid)
 
 
 def test_put_then_immediate_delete_is_never_cached(cache_node):
@@ -471,16 +488,6 @@ def test_delete_served_by_another_process_is_never_cached(sqlite_node_factory, s
             assert image['id'] not in arrivals.poll(), 'committed after the DELETE'
             assert image['id'] not in cached_ids(node)
             assert job(node, image['id']) is None
-
-
-def _session_served_by(node, pid):
-    for _ in range(50):
-        session = requests.Session()
-        resp = session.get(node.url + '/v2/cache', headers=ADMIN, timeout=60)
-        if _served_by(node, resp) == pid:
-            return session
-        session.close()
-    pytest.fail('no connection went to process %s' % pid)
 
 
 def test_listing_shows_what_another_process_changed(sqlite_node_factory):
