@@ -59,6 +59,9 @@ RECORD_READ = 4096
 LIST_INTERVAL = 1.0
 # The count of writes into done/ and failed/ (see _Counter).
 FINISHED_COUNT = '.finished'
+# How many different sets of keys the finished records kept share their tuple
+# (records of one version have one set).
+MAX_RECORD_SHAPES = 16
 # Records in the order they were queued (the id for those queued at once).
 _QUEUE_ORDER = operator.itemgetter('queued_at', 'image_id')
 # Not a state of a record: what a job becomes when it is deleted or cleared.
@@ -116,9 +119,10 @@ def _read(path):
 def _parse(raw):
     """The record in the bytes ``raw``; None if they are not one."""
     try:
-        return json.loads(raw)
+        record = json.loads(raw)
     except ValueError:
         return None
+    return record if isinstance(record, dict) else None
 
 
 class _Counter:
@@ -190,8 +194,11 @@ class JobQueue:
         self._node_lock = nodelock.NodeLock(self._lock_path)
         self._finished_count = _Counter(os.path.join(self.dir, FINISHED_COUNT))
         # done/ or failed/ -> (the count when it was last listed, {name: (the
-        # file's bytes, its record or None if it holds none)}), replaced whole.
+        # hash of the file's bytes, its record's keys and values, or None and
+        # None if it holds none)}), replaced whole. Kept as tuples, with the
+        # tuples of keys shared: a node may hold tens of thousands of records.
         self._finished = {}
+        self._record_keys = {}
 
     @contextlib.contextmanager
     def locked(self):
@@ -346,7 +353,9 @@ class JobQueue:
         the count is the one read before the last listing, the files listed
         then still hold what was read from them, and only new names are read.
         Once it moved, every file is read again, and parsed only if its bytes
-        changed. Removals are not counted: the names are listed every time.
+        hash differently (64 bits: two different records of one image that
+        hash alike are not to be expected). Removals are not counted: the
+        names are listed every time.
         """
         count = self._finished_count.read()   # before the listing, as every write
         listed_at, known = self._finished.get(directory, (None, {}))
@@ -361,16 +370,25 @@ class JobQueue:
                 raw = _read(prefix + name)
                 if raw is None:
                     continue   # removed since listed
-                if entry is None or entry[0] != raw:
-                    record = _parse(raw)
-                    # A record is under its image's id; any other file is not one.
-                    entry = (raw, record if record is not None and record.get('image_id')
-                             == name else None)
+                digest = hash(raw)
+                if entry is None or entry[0] != digest:
+                    entry = self._kept(digest, _parse(raw), name)
             seen[name] = entry
             if entry[1] is not None:
-                records.append(dict(entry[1]))   # a copy: callers change records
+                # A new dict each time: callers change the records they get.
+                records.append(dict(zip(entry[1], entry[2], strict=True)))
         self._finished[directory] = (count, seen)
         return records
+
+    def _kept(self, digest, record, name):
+        """What _finished_records keeps of a file: (digest, keys, values)."""
+        # A record is under its image's id; any other file is not one.
+        if record is None or record.get('image_id') != name:
+            return digest, None, None
+        keys = tuple(record)
+        if len(self._record_keys) < MAX_RECORD_SHAPES:
+            keys = self._record_keys.setdefault(keys, keys)
+        return digest, keys, tuple(record.values())
 
     def pending(self):
         """Queued and caching records, oldest queued first."""

@@ -522,3 +522,12 @@ def test_a_failed_record_moved_from_done_is_read_again_by_other_processes(jobs, 
     assert [r['last_error'] for r in other.failed()] == ['in failed/']
     jobs.requeue_caching()   # moves it over the one in failed/
     assert [r['last_error'] for r in other.failed()] == ['in done/']
+
+
+def test_a_file_of_json_that_is_not_an_object_is_no_record(jobs):
+    image_id = new_id()
+    for directory in (jobs.dir, jobs.done_dir, jobs.failed_dir):
+        with open(os.path.join(directory, image_id), 'w') as f:
+            f.write('["%s"]' % image_id)
+    assert jobs.get(image_id) is None
+    assert jobs.all() == [] and jobs.pending() == [] and jobs.failed() == []
