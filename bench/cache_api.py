@@ -28,7 +28,9 @@ many     --many images queued from 4 client threads: time until every PUT
 listing  GET /v2/cache with --listing cached entries, unchanged between two
          GETs (the node reuses its last encoding) and with one entry
          changed (a hit) before each; then GET /v2/cache/jobs, all of them
-         and ?state=caching (which reads only the pending records).
+         and ?state=caching (which reads only the pending records), and all
+         of them with one job finished (deleted, queued again and cached)
+         before each.
 
 With --glance, each part runs a second time against upstream Glance installed
 in VENV (``make glance-venv``), served the same way (the listing part with
@@ -493,13 +495,23 @@ def _listing_on(node, count):
         changed.append(timed_listing())
     jobs = {}
     if not hasattr(node, 'cached_at'):   # Glance has no jobs resource
+        def timed_jobs(query=''):
+            started = time.perf_counter()
+            resp = session.get(node.url + '/v2/cache/jobs' + query, headers=headers)
+            elapsed = time.perf_counter() - started
+            assert resp.status_code == 200, resp.text
+            return elapsed
+
         for query in ('', '?state=caching'):
-            jobs[query] = []
-            for _ in range(JOBS_SAMPLES):
-                started = time.perf_counter()
-                resp = session.get(node.url + '/v2/cache/jobs' + query, headers=headers)
-                jobs[query].append(time.perf_counter() - started)
-                assert resp.status_code == 200, resp.text
+            jobs[query] = [timed_jobs(query) for _ in range(JOBS_SAMPLES)]
+        # A job that finished makes every process read each record again.
+        jobs[', a job finished before each GET'] = finished = []
+        for image_id in ids[:JOBS_SAMPLES]:
+            assert session.delete('%s/v2/cache/%s' % (node.url, image_id),
+                                  headers=headers).status_code == 204
+            queue(session, node, image_id)
+            wait_cached_at(node, image_id)
+            finished.append(timed_jobs())
     return unchanged, changed, jobs
 
 
