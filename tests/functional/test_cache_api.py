@@ -522,6 +522,39 @@ def test_listing_shows_what_another_process_changed(sqlite_node_factory):
         assert image['id'] not in entries()
 
 
+def test_jobs_listing_shows_a_job_another_process_finished_again(sqlite_node_factory):
+    """Each process keeps the finished jobs it listed until a record is written
+    again; a job that the node's other process removed and ran anew while this
+    one was not looking shows as it now is, not as it was kept."""
+    node = sqlite_node_factory({'DEFAULT': {'workers': '2'}})
+    drainer = helpers.wait_for(
+        lambda: re.search(r"Process (\d+) is this node's caching worker", node.log()),
+        'a caching worker').group(1)
+    image = node.create_active_image(os.urandom(4096))
+
+    def finished():
+        put(node, image['id'])
+        return wait_job(node, image['id'], 'the job to finish',
+                        lambda record: record['finished_at'] is not None)
+
+    with _session_not_served_by(node, drainer) as lister:
+        def listed():
+            resp = lister.get(node.url + '/v2/cache/jobs', headers=ADMIN, timeout=60)
+            assert resp.status_code == 200, resp.text
+            return [j for j in resp.json()['jobs'] if j['image_id'] == image['id']]
+
+        before = finished()
+        for _ in range(3):
+            assert listed() == [before]
+            assert listed() == [before]   # and again, from what the process kept
+            resp = node.request('DELETE', '/v2/cache/%s' % image['id'])
+            assert resp.status_code == 204, resp.text
+            again = finished()
+            assert again['queued_at'] > before['queued_at']
+            before = again
+        assert listed() == [before]
+
+
 def test_deleting_the_image_cancels_its_fill(cache_node, store):
     image, served, _ = http_image(cache_node, store, 6 * MiB, [hold(5 * MiB)])
     try:
