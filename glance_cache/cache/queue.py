@@ -125,6 +125,15 @@ def _parse(raw):
     return record if isinstance(record, dict) else None
 
 
+def _record_named(raw, name):
+    """The record in ``raw``, read from the file ``name``; None if it is not that image's.
+
+    A record is under its image's id; any other file is not one.
+    """
+    record = _parse(raw)
+    return record if record is not None and record.get('image_id') == name else None
+
+
 class _Counter:
     """A number in a file that every process of the node shares.
 
@@ -334,15 +343,16 @@ class JobQueue:
         return [name for name in os.listdir(self.dir) if ids.is_canonical(name)]
 
     def _records(self, directory):
+        """Every record in ``directory``: pending ones read afresh, finished ones as kept."""
         if directory != self.dir:
             return self._finished_records(directory)
         records = []
         prefix = os.path.join(directory, '')
         for name in os.listdir(directory):
             if ids.is_canonical(name):
-                record = self._load(prefix + name)
-                # A record is under its image's id; any other file is not one.
-                if record is not None and record.get('image_id') == name:
+                raw = _read(prefix + name)
+                record = None if raw is None else _record_named(raw, name)
+                if record is not None:
                     records.append(record)
         return records
 
@@ -372,7 +382,7 @@ class JobQueue:
                     continue   # removed since listed
                 digest = hash(raw)
                 if entry is None or entry[0] != digest:
-                    entry = self._kept(digest, _parse(raw), name)
+                    entry = self._kept(digest, _record_named(raw, name))
             seen[name] = entry
             if entry[1] is not None:
                 # A new dict each time: callers change the records they get.
@@ -380,10 +390,9 @@ class JobQueue:
         self._finished[directory] = (count, seen)
         return records
 
-    def _kept(self, digest, record, name):
+    def _kept(self, digest, record):
         """What _finished_records keeps of a file: (digest, keys, values)."""
-        # A record is under its image's id; any other file is not one.
-        if record is None or record.get('image_id') != name:
+        if record is None:
             return digest, None, None
         keys = tuple(record)
         if len(self._record_keys) < MAX_RECORD_SHAPES:
@@ -396,8 +405,7 @@ class JobQueue:
 
     def failed(self):
         """Failed records, oldest queued first."""
-        return sorted(self._records(self.failed_dir),
-                      key=_QUEUE_ORDER)
+        return sorted(self._records(self.failed_dir), key=_QUEUE_ORDER)
 
     def all(self):
         """Every record, oldest queued first; one per image.
