@@ -4,18 +4,24 @@ A fill is CPU work: MD5 and the multihash each take a core at full speed.
 On a node with few CPUs a background fill (one started by ``PUT
 /v2/cache``) then competes with the threads answering requests, and
 lowering its priority does not help: a woken request thread still waits
-behind it on whichever CPU it lands. Keeping the fill's threads off
-``[cache] fill_cpu_reserve`` CPUs does, because the kernel then places the
-request threads on the CPUs the fill leaves free.
+behind it on whichever CPU it lands. So the fill's threads keep off
+``[cache] fill_cpu_reserve`` CPUs, and while a long fill runs (an image of
+``MOVE_REQUESTS_FROM`` bytes or more) the process's other threads, those
+serving requests among them, keep to those CPUs: the kernel would
+otherwise now and then wake one of them on a CPU the fill keeps busy, and
+the request would wait there. Shorter fills end before that matters, and
+moving every thread of the process costs a system call each.
 
 The limit is per fill (``Confinement``). It binds only the threads the fill
 itself runs, and a client downloading the image while it fills lifts it for
-that fill: its data is then awaited, not background work.
+that fill: its data is then awaited, not background work. Only this
+process's threads are moved: with ``workers`` above 1 the node's other
+server processes are left where the kernel puts them.
 
 Thread affinity exists on Linux only, and under eventlet every green thread
 is the process's one real thread, so there fills are not confined.
 
-    >>> FillCpus(reserve=0).confinement() is UNCONFINED
+    >>> FillCpus(reserve=0).confinement(size=1 << 30) is UNCONFINED
     True
 """
 
@@ -25,6 +31,12 @@ import sys
 import threading
 
 LOG = logging.getLogger(__name__)
+
+# Background fills of this many bytes or more (or of unknown size) also keep
+# the process's other threads off the fill CPUs while they run.
+MOVE_REQUESTS_FROM = 32 * 1024 * 1024
+# Where a process lists its threads.
+TASKS = '/proc/self/task'
 
 
 def green_threads():
@@ -46,6 +58,7 @@ class FillCpus:
         kept = min(reserve, len(self.usable) - 1)
         if kept > 0:
             self.for_fills = frozenset(sorted(self.usable)[kept:])
+            self._placement = _Placement(self.for_fills, self.usable)
 
     def describe(self):
         """A phrase for the log: where background fills run."""
@@ -54,11 +67,66 @@ class FillCpus:
         return 'on CPU(s) %s, leaving %s to requests' % (
             _cpu_list(self.for_fills), _cpu_list(self.usable - self.for_fills))
 
-    def confinement(self):
-        """A Confinement for one background fill (UNCONFINED when fills are not limited)."""
+    def confinement(self, size):
+        """A Confinement for one background fill of ``size`` bytes (None: unknown).
+
+        UNCONFINED when fills are not limited.
+        """
         if self.for_fills is None:
             return UNCONFINED
-        return Confinement(self.for_fills, self.usable)
+        return Confinement(self._placement, size is None or size >= MOVE_REQUESTS_FROM)
+
+
+class _Placement:
+    """Where this process's threads run, changed under one lock.
+
+    Fill threads run on the fill CPUs. While a long fill has a thread
+    running, every other thread keeps to the rest; new threads inherit that
+    from the thread that starts them, and the end of the last long fill's
+    threads gives every CPU back to all.
+    """
+
+    def __init__(self, for_fills, usable):
+        self.for_fills = for_fills
+        self.usable = usable
+        self._for_others = usable - for_fills
+        self._lock = threading.Lock()
+        self._fill_threads = set()
+        self._long = set()
+
+    def confine(self, tid, long_fill):
+        """Put fill thread ``tid`` on the fill CPUs; whether that worked."""
+        with self._lock:
+            # On failure (a cpuset changed under us) the thread runs unconfined.
+            if not _set_affinity(tid, self.for_fills):
+                return False
+            self._fill_threads.add(tid)
+            if long_fill:
+                if not self._long:
+                    self._move_others(self._for_others)
+                self._long.add(tid)
+            return True
+
+    def free(self, tid):
+        """Fill thread ``tid`` is one no more: it goes where the other threads are."""
+        with self._lock:
+            self._fill_threads.discard(tid)
+            if tid in self._long:
+                self._long.discard(tid)
+                if not self._long:
+                    self._move_others(self.usable)
+                    return
+            _set_affinity(tid, self._for_others if self._long else self.usable)
+
+    def _move_others(self, cpus):
+        try:
+            tids = [int(name) for name in os.listdir(TASKS)]
+        except OSError as exc:
+            LOG.debug('Could not list the threads of this process: %s', exc)
+            return
+        for tid in tids:
+            if tid not in self._fill_threads:
+                _set_affinity(tid, cpus)
 
 
 class Confinement:
@@ -71,9 +139,9 @@ class Confinement:
     live ones are touched: an id may be reused once its owner has ended.
     """
 
-    def __init__(self, cpus, usable):
-        self._cpus = cpus
-        self._usable = usable
+    def __init__(self, placement, long_fill):
+        self._placement = placement
+        self._long_fill = long_fill
         self._lock = threading.Lock()
         self._threads = set()
         self._processes = set()
@@ -84,9 +152,9 @@ class Confinement:
         with self._lock:
             if self._released:
                 return
-            # On failure (a cpuset changed under us) the thread runs unconfined.
-            if _set_affinity(0, self._cpus):
-                self._threads.add(threading.get_native_id())
+            tid = threading.get_native_id()
+            if self._placement.confine(tid, self._long_fill):
+                self._threads.add(tid)
 
     def leave(self):
         """End the calling thread's confinement (a no-op if release() came first)."""
@@ -94,12 +162,12 @@ class Confinement:
             tid = threading.get_native_id()
             if tid in self._threads:
                 self._threads.discard(tid)
-                _set_affinity(0, self._usable)
+                self._placement.free(tid)
 
     def adopt(self, pid):
         """Confine a process the fill started (a digester), unless released already."""
         with self._lock:
-            if not self._released and _set_affinity(pid, self._cpus):
+            if not self._released and _set_affinity(pid, self._placement.for_fills):
                 self._processes.add(pid)
 
     def disown(self, pid):
@@ -108,13 +176,19 @@ class Confinement:
             self._processes.discard(pid)
 
     def release(self):
-        """Let the fill's threads and processes, running and to come, use every CPU."""
+        """Free the fill's threads and processes, running and to come.
+
+        Its threads then go where the process's other threads are (every CPU,
+        unless another long fill runs), its processes to every CPU.
+        """
         with self._lock:
             if self._released:
                 return
             self._released = True
-            for tid in self._threads | self._processes:
-                _set_affinity(tid, self._usable)
+            for tid in self._threads:
+                self._placement.free(tid)
+            for pid in self._processes:
+                _set_affinity(pid, self._placement.usable)
             self._threads.clear()
             self._processes.clear()
 

@@ -243,7 +243,7 @@ class CacheWorker:
 
     def _begin(self, image):
         try:
-            job, started = self.cache.begin_fill(image, self.cpus.confinement())
+            job, started = self.cache.begin_fill(image, self.cpus.confinement(image['size']))
         except cache_module.CacheFull as exc:
             if (image['size'] or 0) > self.cache.max_size:
                 raise _Permanent(exc.message) from None

@@ -317,17 +317,23 @@ def test_data_failing_verification_is_never_cached(cache_node, store, size):
     assert image['id'] not in cached_ids(cache_node)
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason='needs two CPUs')
-def test_a_background_fill_keeps_off_the_cpu_left_to_requests(cache_node, store):
+def _fill_placement(node):
+    """(the caching worker's process, the CPUs of its background fills, every CPU)."""
     # The latest start's lines (the node may have been restarted).
-    log = cache_node.log(last=None)
+    log = node.log(last=None)
     placements = re.findall(r'background fills run on CPU\(s\) ([\d,]+), leaving [\d,]+ '
                             r'to requests', log)
     assert placements, 'the worker says where fills run'
-    fill_cpus = {int(cpu) for cpu in placements[-1].split(',')}
+    fill_cpus = frozenset(int(cpu) for cpu in placements[-1].split(','))
     worker = int(re.findall(r"Process (\d+) is this node's caching worker", log)[-1])
-    every_cpu = os.sched_getaffinity(worker)
+    every_cpu = frozenset(os.sched_getaffinity(worker))
     assert fill_cpus < every_cpu
+    return worker, fill_cpus, every_cpu
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason='needs two CPUs')
+def test_a_background_fill_keeps_off_the_cpu_left_to_requests(cache_node, store):
+    worker, fill_cpus, every_cpu = _fill_placement(cache_node)
     image, served, data = http_image(cache_node, store, 12 * MiB, [hold(9 * MiB)])
     try:
         put(cache_node, image['id'])
@@ -335,6 +341,8 @@ def test_a_background_fill_keeps_off_the_cpu_left_to_requests(cache_node, store)
         digesters = helpers.wait_for(lambda: helpers.digest_processes(worker),
                                      'the digest processes')
         assert [os.sched_getaffinity(pid) for pid in digesters] == [fill_cpus] * 2
+        # A short fill leaves the process's other threads where they were.
+        assert os.sched_getaffinity(worker) == every_cpu
         # A client downloading the image waits for the fill: it may use every CPU.
         download = requests.get(cache_node.url + image['file'], headers=ADMIN, stream=True,
                                 timeout=60)
@@ -345,6 +353,42 @@ def test_a_background_fill_keeps_off_the_cpu_left_to_requests(cache_node, store)
         served.release()
     assert first + b''.join(body) == data
     wait_cached(cache_node, image['id'])
+
+
+def _thread_cpus(pid):
+    """{thread id: its CPUs} of process ``pid``."""
+    cpus_of = {}
+    for name in os.listdir('/proc/%d/task' % pid):
+        try:
+            cpus_of[int(name)] = frozenset(os.sched_getaffinity(int(name)))
+        except ProcessLookupError:
+            pass  # ended meanwhile
+    return cpus_of
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason='needs two CPUs')
+def test_a_long_background_fill_keeps_the_request_threads_off_its_cpu(cache_node, store):
+    worker, fill_cpus, every_cpu = _fill_placement(cache_node)
+    request_cpus = every_cpu - fill_cpus
+    # 32 MiB and more is a long fill (cpus.MOVE_REQUESTS_FROM).
+    image, served, data = http_image(cache_node, store, 33 * MiB, [hold(9 * MiB)])
+    try:
+        put(cache_node, image['id'])
+        wait_partly_done(cache_node, image['id'])
+        during = _thread_cpus(worker)
+        # The fill's threads on its CPU, every other thread (the process's
+        # first one, the request threads) on the rest.
+        assert during[worker] == request_cpus
+        assert set(during.values()) == {fill_cpus, request_cpus}
+        # A request is served meanwhile, from a thread kept off the fill's CPU.
+        assert cache_node.request('GET', '/v2/cache').status_code == 200
+        assert set(_thread_cpus(worker).values()) == {fill_cpus, request_cpus}
+    finally:
+        served.release()
+    wait_cached(cache_node, image['id'])
+    # Once it ended every thread may use every CPU again.
+    helpers.wait_for(lambda: set(_thread_cpus(worker).values()) == {every_cpu},
+                     'every thread of the worker on every CPU')
 
 
 def test_progress_is_visible_while_caching(cache_node, store):

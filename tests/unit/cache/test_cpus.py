@@ -13,6 +13,8 @@ from tests.unit.cache.conftest import image_for
 
 USABLE = frozenset(os.sched_getaffinity(0))
 needs_two_cpus = pytest.mark.skipif(len(USABLE) < 2, reason='needs two usable CPUs')
+SHORT = cpus.MOVE_REQUESTS_FROM - 1
+LONG = cpus.MOVE_REQUESTS_FROM
 
 
 def _affinity_in_thread(confinement, gate=None, seen=None):
@@ -33,7 +35,7 @@ def _affinity_in_thread(confinement, gate=None, seen=None):
 
 def test_no_reserve_means_no_confinement():
     fill_cpus = cpus.FillCpus(0)
-    assert fill_cpus.confinement() is cpus.UNCONFINED
+    assert fill_cpus.confinement(LONG) is cpus.UNCONFINED
     assert fill_cpus.describe() == 'on every CPU'
 
 
@@ -50,7 +52,7 @@ def test_fills_get_the_highest_cpus_and_one_at_least(reserve):
 @needs_two_cpus
 def test_a_thread_is_confined_while_it_runs_and_widened_after():
     fill_cpus = cpus.FillCpus(1)
-    thread, seen = _affinity_in_thread(fill_cpus.confinement())
+    thread, seen = _affinity_in_thread(fill_cpus.confinement(SHORT))
     thread.join()
     assert seen['inside'] == fill_cpus.for_fills
     # The caller's own thread was never touched.
@@ -60,7 +62,7 @@ def test_a_thread_is_confined_while_it_runs_and_widened_after():
 @needs_two_cpus
 def test_release_widens_running_threads_and_processes():
     fill_cpus = cpus.FillCpus(1)
-    confinement = fill_cpus.confinement()
+    confinement = fill_cpus.confinement(SHORT)
     gate = threading.Event()
     thread, seen = _affinity_in_thread(confinement, gate)
     child = subprocess.Popen(['sleep', '30'])
@@ -83,7 +85,7 @@ def test_release_widens_running_threads_and_processes():
 
 @needs_two_cpus
 def test_a_disowned_process_is_left_alone():
-    confinement = cpus.FillCpus(1).confinement()
+    confinement = cpus.FillCpus(1).confinement(SHORT)
     child = subprocess.Popen(['sleep', '30'])
     try:
         confinement.adopt(child.pid)
@@ -101,7 +103,7 @@ def test_a_background_fill_runs_confined_until_a_client_follows_it(cache_factory
     fill_cpus = cpus.FillCpus(1)
     data = os.urandom(hashing.INLINE_HASH_LIMIT + 1)
     image = image_for(data, str(uuid.uuid4()))
-    job, _ = cache.begin_fill(image, fill_cpus.confinement())
+    job, _ = cache.begin_fill(image, fill_cpus.confinement(len(data)))
     half = len(data) // 2
     reached, go_on = threading.Event(), threading.Event()
     seen = {}
@@ -133,3 +135,143 @@ def test_a_background_fill_runs_confined_until_a_client_follows_it(cache_factory
 
 def _digest_affinities():
     return [os.sched_getaffinity(pid) for pid in helpers.digest_processes(os.getpid())]
+
+
+class _Bystander:
+    """A thread of this process that is no fill's (as a request thread is)."""
+
+    def __init__(self):
+        self._ready, self._done = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._body)
+        self._thread.start()
+        assert self._ready.wait(10)
+
+    def _body(self):
+        self.tid = threading.get_native_id()
+        self._ready.set()
+        self._done.wait(30)
+
+    def cpus(self):
+        return os.sched_getaffinity(self.tid)
+
+    def stop(self):
+        self._done.set()
+        self._thread.join()
+
+
+class _Fill:
+    """A thread running inside a confinement until ``end()``."""
+
+    def __init__(self, confinement):
+        self.confinement = confinement
+        self.after = None
+        self._inside, self._end = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._body)
+        self._thread.start()
+        assert self._inside.wait(10)
+
+    def _body(self):
+        self.tid = threading.get_native_id()
+        self.confinement.enter()
+        self._inside.set()
+        self._end.wait(30)
+        self.confinement.leave()
+        self.after = os.sched_getaffinity(0)
+
+    def cpus(self):
+        return os.sched_getaffinity(self.tid)
+
+    def end(self):
+        self._end.set()
+        self._thread.join()
+
+
+@pytest.fixture
+def bystander():
+    thread = _Bystander()
+    yield thread
+    thread.stop()
+    assert os.sched_getaffinity(0) == USABLE, 'a test left this thread moved'
+
+
+@needs_two_cpus
+def test_a_long_fill_keeps_the_other_threads_off_its_cpus_while_it_runs(bystander):
+    fill_cpus = cpus.FillCpus(1)
+    requests_cpus = USABLE - fill_cpus.for_fills
+    fill = _Fill(fill_cpus.confinement(LONG))
+    try:
+        assert fill.cpus() == fill_cpus.for_fills
+        assert bystander.cpus() == requests_cpus
+        assert os.sched_getaffinity(0) == requests_cpus
+        # A thread started meanwhile inherits that from the one starting it.
+        late = _Bystander()
+        assert late.cpus() == requests_cpus
+    finally:
+        fill.end()
+    try:
+        assert bystander.cpus() == USABLE
+        assert late.cpus() == USABLE
+        assert os.sched_getaffinity(0) == USABLE
+    finally:
+        late.stop()
+
+
+@needs_two_cpus
+@pytest.mark.parametrize('size', [SHORT, 0])
+def test_a_short_fill_leaves_the_other_threads_alone(bystander, size):
+    fill_cpus = cpus.FillCpus(1)
+    fill = _Fill(fill_cpus.confinement(size))
+    try:
+        assert fill.cpus() == fill_cpus.for_fills
+        assert bystander.cpus() == USABLE
+    finally:
+        fill.end()
+    assert bystander.cpus() == USABLE
+
+
+@needs_two_cpus
+def test_a_fill_of_unknown_size_counts_as_long(bystander):
+    fill = _Fill(cpus.FillCpus(1).confinement(None))
+    try:
+        assert bystander.cpus() != USABLE
+    finally:
+        fill.end()
+    assert bystander.cpus() == USABLE
+
+
+@needs_two_cpus
+def test_other_threads_stay_moved_until_the_last_long_fill_ends(bystander):
+    fill_cpus = cpus.FillCpus(1)
+    requests_cpus = USABLE - fill_cpus.for_fills
+    short = _Fill(fill_cpus.confinement(SHORT))
+    first = _Fill(fill_cpus.confinement(LONG))
+    second = _Fill(fill_cpus.confinement(LONG))
+    try:
+        # A fill's thread is no "other" thread: the short fill stays on its CPUs.
+        assert short.cpus() == fill_cpus.for_fills
+        first.end()
+        assert bystander.cpus() == requests_cpus
+        # A fill thread that ends while a long fill runs joins the others.
+        short.end()
+        assert short.after == requests_cpus
+        assert second.cpus() == fill_cpus.for_fills
+    finally:
+        short.end()
+        first.end()
+        second.end()
+    assert bystander.cpus() == USABLE
+
+
+@needs_two_cpus
+def test_releasing_a_long_fill_gives_the_other_threads_every_cpu_back(bystander):
+    fill_cpus = cpus.FillCpus(1)
+    fill = _Fill(fill_cpus.confinement(LONG))
+    try:
+        assert bystander.cpus() != USABLE
+        fill.confinement.release()
+        assert bystander.cpus() == USABLE
+        assert fill.cpus() == USABLE
+    finally:
+        fill.end()
+    assert bystander.cpus() == USABLE
+    assert fill.after == USABLE
