@@ -137,32 +137,11 @@ def _digest_affinities():
     return [os.sched_getaffinity(pid) for pid in helpers.digest_processes(os.getpid())]
 
 
-class _Bystander:
-    """A thread of this process that is no fill's (as a request thread is)."""
+class _Parked:
+    """A thread of this process waiting until ``end()``: inside ``confinement``
+    (a fill's thread), or inside none (as a request thread is)."""
 
-    def __init__(self):
-        self._ready, self._done = threading.Event(), threading.Event()
-        self._thread = threading.Thread(target=self._body)
-        self._thread.start()
-        assert self._ready.wait(10)
-
-    def _body(self):
-        self.tid = threading.get_native_id()
-        self._ready.set()
-        self._done.wait(30)
-
-    def cpus(self):
-        return os.sched_getaffinity(self.tid)
-
-    def stop(self):
-        self._done.set()
-        self._thread.join()
-
-
-class _Fill:
-    """A thread running inside a confinement until ``end()``."""
-
-    def __init__(self, confinement):
+    def __init__(self, confinement=None):
         self.confinement = confinement
         self.after = None
         self._inside, self._end = threading.Event(), threading.Event()
@@ -172,10 +151,12 @@ class _Fill:
 
     def _body(self):
         self.tid = threading.get_native_id()
-        self.confinement.enter()
+        if self.confinement is not None:
+            self.confinement.enter()
         self._inside.set()
         self._end.wait(30)
-        self.confinement.leave()
+        if self.confinement is not None:
+            self.confinement.leave()
         self.after = os.sched_getaffinity(0)
 
     def cpus(self):
@@ -188,9 +169,9 @@ class _Fill:
 
 @pytest.fixture
 def bystander():
-    thread = _Bystander()
+    thread = _Parked()
     yield thread
-    thread.stop()
+    thread.end()
     assert os.sched_getaffinity(0) == USABLE, 'a test left this thread moved'
 
 
@@ -198,13 +179,13 @@ def bystander():
 def test_a_long_fill_keeps_the_other_threads_off_its_cpus_while_it_runs(bystander):
     fill_cpus = cpus.FillCpus(1)
     requests_cpus = USABLE - fill_cpus.for_fills
-    fill = _Fill(fill_cpus.confinement(LONG))
+    fill = _Parked(fill_cpus.confinement(LONG))
     try:
         assert fill.cpus() == fill_cpus.for_fills
         assert bystander.cpus() == requests_cpus
         assert os.sched_getaffinity(0) == requests_cpus
         # A thread started meanwhile inherits that from the one starting it.
-        late = _Bystander()
+        late = _Parked()
         assert late.cpus() == requests_cpus
     finally:
         fill.end()
@@ -213,14 +194,14 @@ def test_a_long_fill_keeps_the_other_threads_off_its_cpus_while_it_runs(bystande
         assert late.cpus() == USABLE
         assert os.sched_getaffinity(0) == USABLE
     finally:
-        late.stop()
+        late.end()
 
 
 @needs_two_cpus
 @pytest.mark.parametrize('size', [SHORT, 0])
 def test_a_short_fill_leaves_the_other_threads_alone(bystander, size):
     fill_cpus = cpus.FillCpus(1)
-    fill = _Fill(fill_cpus.confinement(size))
+    fill = _Parked(fill_cpus.confinement(size))
     try:
         assert fill.cpus() == fill_cpus.for_fills
         assert bystander.cpus() == USABLE
@@ -231,7 +212,7 @@ def test_a_short_fill_leaves_the_other_threads_alone(bystander, size):
 
 @needs_two_cpus
 def test_a_fill_of_unknown_size_counts_as_long(bystander):
-    fill = _Fill(cpus.FillCpus(1).confinement(None))
+    fill = _Parked(cpus.FillCpus(1).confinement(None))
     try:
         assert bystander.cpus() != USABLE
     finally:
@@ -243,9 +224,9 @@ def test_a_fill_of_unknown_size_counts_as_long(bystander):
 def test_other_threads_stay_moved_until_the_last_long_fill_ends(bystander):
     fill_cpus = cpus.FillCpus(1)
     requests_cpus = USABLE - fill_cpus.for_fills
-    short = _Fill(fill_cpus.confinement(SHORT))
-    first = _Fill(fill_cpus.confinement(LONG))
-    second = _Fill(fill_cpus.confinement(LONG))
+    short = _Parked(fill_cpus.confinement(SHORT))
+    first = _Parked(fill_cpus.confinement(LONG))
+    second = _Parked(fill_cpus.confinement(LONG))
     try:
         # A fill's thread is no "other" thread: the short fill stays on its CPUs.
         assert short.cpus() == fill_cpus.for_fills
@@ -265,7 +246,7 @@ def test_other_threads_stay_moved_until_the_last_long_fill_ends(bystander):
 @needs_two_cpus
 def test_releasing_a_long_fill_gives_the_other_threads_every_cpu_back(bystander):
     fill_cpus = cpus.FillCpus(1)
-    fill = _Fill(fill_cpus.confinement(LONG))
+    fill = _Parked(fill_cpus.confinement(LONG))
     try:
         assert bystander.cpus() != USABLE
         fill.confinement.release()
