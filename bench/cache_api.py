@@ -10,7 +10,9 @@ small    100 images of 64 KiB queued one after another: time for PUT
          /v2/cache/{id} to be answered, and from the PUT to the image being
          cached (the job record's finished_at, the moment the entry is
          committed and listed), fsyncs on.
-busy     GET /v2/cache latency on an idle node, while md5sum and sha512sum
+busy     GET /v2/cache latency on an idle node (as long as a fill alone
+         takes and 3 s at least, half before and half after the fill that is
+         timed with the listing polled), while md5sum and sha512sum
          hash the image in other processes (the CPU of a fill's digests,
          without the node), while cp copies it in a process bound to the
          CPU a background fill gets (a fill's copying, without the node),
@@ -202,6 +204,8 @@ def part_small(args, directory):
 # from the job's own started_at and finished_at, so a slow poll costs the
 # figure nothing, and it keeps the asking from competing with what is measured.
 FILL_POLL = 0.25
+# The shortest window GET /v2/cache latencies are sampled over.
+IDLE_SECONDS = 3.0
 
 
 def _poll_list(node, stop, latencies):
@@ -230,7 +234,7 @@ def _polled(node, latencies):
         poller.join()
 
 
-def _sample_list(node, seconds=3):
+def _sample_list(node, seconds=IDLE_SECONDS):
     """GET /v2/cache latencies, back to back, over a fixed sampling window."""
     latencies = []
     with _polled(node, latencies):
@@ -298,7 +302,6 @@ def _busy_on(args, node_dir, source, options, reference):
         'cache': dict({'max_size': str(4 * args.fill_mib * common.MIB)}, **options)})
     try:
         image = common.upload(node, source)
-        idle = _sample_list(node)
         # The references for the figure during the fill: the same work done
         # by other processes. On a machine with few cores the listing's tail
         # then reflects what they take from it, not the node.
@@ -329,13 +332,7 @@ def _busy_on(args, node_dir, source, options, reference):
                                          interval=FILL_POLL)
             return job['finished_at'] - job['started_at']
 
-        # One fill first, untimed: the two timed ones then start from the
-        # same state (the upload's data written back, the first fill's
-        # one-off costs paid).
-        fill()
-        alone = fill()
-        busy = []
-        polled = fill(busy)
+        idle, busy, alone, polled = _filled(node, fill)
     finally:
         node.stop()
     return idle, busy, references, alone, polled, fill_work
@@ -392,7 +389,6 @@ def part_busy(args, directory):
 def _busy_glance(glance, source):
     """(idle, during the fill, fill alone, fill polled) on a GlanceNode."""
     image = common.upload(glance, source)
-    idle = _sample_list(glance)
 
     def fill(latencies=None):
         """Seconds from the PUT to the entry; with ``latencies``, GET /v2/cache
@@ -404,11 +400,27 @@ def _busy_glance(glance, source):
             queue(requests, glance, image['id'])
             return glance.wait_cached(image['id'], interval=FILL_POLL) - started
 
-    # As for this node: one untimed fill first.
+    return _filled(glance, fill)
+
+
+def _filled(node, fill):
+    """(idle, during the fill, fill alone, fill polled) of ``fill(latencies=None)``.
+
+    One fill first, untimed: the two timed ones then start from the same
+    state (the upload's data written back, the first fill's one-off costs
+    paid). The idle listing is sampled as long as the fill alone took (3 s
+    at least), half just before and half just after the polled fill: its
+    tail then rests on about as many requests, from about the same minutes,
+    as the tail during the fill (on a shared machine a 3 s sample moved by
+    2 x from one run to the next).
+    """
     fill()
     alone = fill()
+    half = max(alone, IDLE_SECONDS) / 2
+    idle = _sample_list(node, half)
     busy = []
     polled = fill(busy)
+    idle += _sample_list(node, half)
     return idle, busy, alone, polled
 
 
