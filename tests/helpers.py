@@ -225,11 +225,17 @@ class HeldWorkerLock:
             self._fd = None
 
 
-def digest_processes(parent):
-    """Pids of the fill digest processes (digester.py) that ``parent`` started."""
-    out = subprocess.run(['pgrep', '-P', str(parent), '-f', 'digester.py'],
+def child_processes(parent, command=None):
+    """Pids of the processes ``parent`` started (those whose command line holds
+    ``command``, if given)."""
+    out = subprocess.run(['pgrep', '-P', str(parent)] + (['-f', command] if command else []),
                          capture_output=True, text=True).stdout
     return [int(pid) for pid in out.split()]
+
+
+def digest_processes(parent):
+    """Pids of the fill digest processes (digester.py) that ``parent`` started."""
+    return child_processes(parent, 'digester.py')
 
 
 def stop_process_group(proc, sig=signal.SIGTERM, grace=30):

@@ -14,9 +14,10 @@ moving every thread of the process costs a system call each.
 
 The limit is per fill (``Confinement``). It binds only the threads the fill
 itself runs, and a client downloading the image while it fills lifts it for
-that fill: its data is then awaited, not background work. Only this
-process's threads are moved: with ``workers`` above 1 the node's other
-server processes are left where the kernel puts them.
+that fill: its data is then awaited, not background work. With
+``workers`` above 1, glance-cache-api names the process that starts the
+node's server processes (gunicorn's arbiter) in ``SERVER_PID_ENV``, and the
+threads of its other children move too.
 
 Thread affinity exists on Linux only, and under eventlet every green thread
 is the process's one real thread, so there fills are not confined.
@@ -37,6 +38,9 @@ LOG = logging.getLogger(__name__)
 MOVE_REQUESTS_FROM = 32 * 1024 * 1024
 # Where a process lists its threads.
 TASKS = '/proc/self/task'
+# Set by glance-cache-api when it runs several server processes: the process
+# that starts them, whose children are the node's server processes.
+SERVER_PID_ENV = 'GLANCE_CACHE_SERVER_PID'
 
 
 def green_threads():
@@ -119,14 +123,49 @@ class _Placement:
             _set_affinity(tid, self._for_others if self._long else self.usable)
 
     def _move_others(self, cpus):
-        try:
-            tids = [int(name) for name in os.listdir(TASKS)]
-        except OSError as exc:
-            LOG.debug('Could not list the threads of this process: %s', exc)
-            return
+        """Put every thread but the fill threads on ``cpus``, in this process and in
+        the node's other server processes."""
+        tids = _threads_in(TASKS)
+        for pid in _sibling_processes():
+            tids += _threads_in('/proc/%d/task' % pid)
         for tid in tids:
             if tid not in self._fill_threads:
                 _set_affinity(tid, cpus)
+
+
+def _threads_in(tasks):
+    """The thread ids in a process's ``task`` directory (none if it is gone)."""
+    try:
+        return [int(name) for name in os.listdir(tasks)]
+    except OSError as exc:
+        LOG.debug('Could not list the threads in %s: %s', tasks, exc)
+        return []
+
+
+def _sibling_processes():
+    """The node's other server processes: the other children of the process
+    named by SERVER_PID_ENV, if it started this one."""
+    try:
+        parent = int(os.environ.get(SERVER_PID_ENV, ''))
+    except ValueError:
+        return []
+    if parent != os.getppid():
+        return []   # not one of its server processes (or orphaned)
+    me = os.getpid()
+    siblings = []
+    for name in os.listdir('/proc'):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open('/proc/%s/stat' % name, 'rb') as f:
+                stat = f.read()
+        except OSError:
+            continue   # ended meanwhile
+        # "pid (command) state ppid ...": the command may hold spaces and ")".
+        fields = stat[stat.rindex(b')') + 2:].split()
+        if len(fields) > 1 and int(fields[1]) == parent:
+            siblings.append(int(name))
+    return siblings
 
 
 class Confinement:

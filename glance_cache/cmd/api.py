@@ -32,8 +32,13 @@ def _serve_gunicorn(conf):
     from oslo_log import log as logging
 
     from glance_cache import wsgi
+    from glance_cache.cache import cpus
 
     log = logging.getLogger(__name__)
+    if conf.workers > 1:
+        # The server processes are this one's children: the one running the
+        # node's fills moves the others' threads too (see cpus.py).
+        os.environ[cpus.SERVER_PID_ENV] = str(os.getpid())
 
     class NodeServer(BaseApplication):
         def load_config(self):

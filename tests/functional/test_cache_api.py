@@ -391,6 +391,28 @@ def test_a_long_background_fill_keeps_the_request_threads_off_its_cpu(cache_node
                      'every thread of the worker on every CPU')
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason='needs two CPUs')
+def test_a_long_background_fill_moves_the_other_server_process_too(sqlite_node_factory, store):
+    node = sqlite_node_factory({'DEFAULT': {'workers': '2'}})
+    worker, fill_cpus, every_cpu = _fill_placement(node)
+    request_cpus = every_cpu - fill_cpus
+    helpers.wait_for(lambda: len(helpers.child_processes(node.proc.pid)) == 2,
+                     'two server processes')
+    other, = set(helpers.child_processes(node.proc.pid)) - {worker}
+    image, served, data = http_image(node, store, 33 * MiB, [hold(9 * MiB)])
+    try:
+        put(node, image['id'])
+        wait_partly_done(node, image['id'])
+        assert set(_thread_cpus(other).values()) == {request_cpus}
+        assert _thread_cpus(worker)[worker] == request_cpus
+    finally:
+        served.release()
+    wait_cached(node, image['id'])
+    helpers.wait_for(lambda: set(_thread_cpus(other).values()) == {every_cpu}
+                     and set(_thread_cpus(worker).values()) == {every_cpu},
+                     'every thread of both server processes on every CPU')
+
+
 def test_progress_is_visible_while_caching(cache_node, store):
     image, served, data = http_image(cache_node, store, 6 * MiB, [hold(5 * MiB)])
     try:

@@ -1,7 +1,9 @@
 """FillCpus and Confinement: background fills keep off the CPUs left to requests."""
 
+import json
 import os
 import subprocess
+import sys
 import threading
 import uuid
 
@@ -256,3 +258,29 @@ def test_releasing_a_long_fill_gives_the_other_threads_every_cpu_back(bystander)
         fill.end()
     assert bystander.cpus() == USABLE
     assert fill.after == USABLE
+
+
+_SIBLINGS = ('import json, sys; from glance_cache.cache import cpus; '
+             'print(json.dumps(cpus._sibling_processes()))')
+
+
+def _siblings_seen_by_a_child(server_pid):
+    env = dict(os.environ, **{cpus.SERVER_PID_ENV: str(server_pid)})
+    out = subprocess.run([sys.executable, '-c', _SIBLINGS], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def test_the_other_server_processes_are_the_other_children_of_the_named_process():
+    others = [subprocess.Popen(['sleep', '30']) for _ in range(2)]
+    try:
+        # Every other child of this process (the test's run may have more).
+        seen = set(_siblings_seen_by_a_child(os.getpid()))
+        assert {p.pid for p in others} <= seen
+        # Named a process that did not start it: it has no siblings to move.
+        assert _siblings_seen_by_a_child(others[0].pid) == []
+        assert _siblings_seen_by_a_child('not a pid') == []
+    finally:
+        for p in others:
+            p.kill()
+            p.wait()
