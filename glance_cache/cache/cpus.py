@@ -5,12 +5,14 @@ On a node with few CPUs a background fill (one started by ``PUT
 /v2/cache``) then competes with the threads answering requests, and
 lowering its priority does not help: a woken request thread still waits
 behind it on whichever CPU it lands. So the fill's threads keep off
-``[cache] fill_cpu_reserve`` CPUs, and while a long fill runs (an image of
-``MOVE_REQUESTS_FROM`` bytes or more) the process's other threads, those
-serving requests among them, keep to those CPUs: the kernel would
-otherwise now and then wake one of them on a CPU the fill keeps busy, and
-the request would wait there. Shorter fills end before that matters, and
-moving every thread of the process costs a system call each.
+``[cache] fill_cpu_reserve`` CPUs. And while long fills (images of
+``MOVE_REQUESTS_FROM`` bytes or more) run that can keep every fill CPU busy
+(``CPUS_PER_FILL`` each: on two CPUs, one fill), the process's other
+threads, those serving requests among them, keep to the reserved CPUs: the
+kernel would otherwise now and then wake one of them on a CPU the fills
+keep busy, and the request would wait there. Shorter fills end before that
+matters, and moving every thread of the process costs a system call each;
+fills that leave fill CPUs idle leave the request threads room there.
 
 The limit is per fill (``Confinement``). It binds only the threads the fill
 itself runs, and a client downloading the image while it fills lifts it for
@@ -33,9 +35,13 @@ import threading
 
 LOG = logging.getLogger(__name__)
 
-# Background fills of this many bytes or more (or of unknown size) also keep
-# the process's other threads off the fill CPUs while they run.
+# Background fills of this many bytes or more (or of unknown size) are long:
+# they may keep the process's other threads off the fill CPUs while they run.
 MOVE_REQUESTS_FROM = 32 * 1024 * 1024
+# The CPUs one long fill can keep busy: its own thread and its two digest
+# processes. Other threads move off the fill CPUs only while the long fills
+# running can keep all of them busy.
+CPUS_PER_FILL = 3
 # Where a process lists its threads.
 TASKS = '/proc/self/task'
 # Set by glance-cache-api when it runs several server processes: the process
@@ -84,43 +90,53 @@ class FillCpus:
 class _Placement:
     """Where this process's threads run, changed under one lock.
 
-    Fill threads run on the fill CPUs. While a long fill has a thread
-    running, every other thread keeps to the rest; new threads inherit that
-    from the thread that starts them, and the end of the last long fill's
-    threads gives every CPU back to all.
+    Fill threads run on the fill CPUs. While the long fills running can keep
+    every fill CPU busy (``CPUS_PER_FILL`` each), every other thread keeps to
+    the rest: new threads inherit that from the thread that starts them, and
+    once they no longer can (a long fill ended, or a download released it)
+    every thread gets every CPU back. On a node with many CPUs a single fill
+    thus moves nothing.
     """
 
     def __init__(self, for_fills, usable):
         self.for_fills = for_fills
         self.usable = usable
         self._for_others = usable - for_fills
+        self._cpus_per_fill = CPUS_PER_FILL
         self._lock = threading.Lock()
         self._fill_threads = set()
-        self._long = set()
+        self._long = {}   # thread id: the long fill it runs for
+        self._moved = False
 
-    def confine(self, tid, long_fill):
-        """Put fill thread ``tid`` on the fill CPUs; whether that worked."""
+    def confine(self, tid, long_fill=None):
+        """Put fill thread ``tid`` on the fill CPUs; whether that worked.
+
+        ``long_fill`` names the fill if it is a long one (any object, the
+        same for all its threads).
+        """
         with self._lock:
             # On failure (a cpuset changed under us) the thread runs unconfined.
             if not _set_affinity(tid, self.for_fills):
                 return False
             self._fill_threads.add(tid)
-            if long_fill:
-                if not self._long:
-                    self._move_others(self._for_others)
-                self._long.add(tid)
+            if long_fill is not None:
+                self._long[tid] = long_fill
+                self._settle()
             return True
 
     def free(self, tid):
         """Fill thread ``tid`` is one no more: it goes where the other threads are."""
         with self._lock:
             self._fill_threads.discard(tid)
-            if tid in self._long:
-                self._long.discard(tid)
-                if not self._long:
-                    self._move_others(self.usable)
-                    return
-            _set_affinity(tid, self._for_others if self._long else self.usable)
+            self._long.pop(tid, None)
+            _set_affinity(tid, self._for_others if self._moved else self.usable)
+            self._settle()
+
+    def _settle(self):
+        busy = len(set(self._long.values())) * self._cpus_per_fill >= len(self.for_fills)
+        if busy != self._moved:
+            self._moved = busy
+            self._move_others(self._for_others if busy else self.usable)
 
     def _move_others(self, cpus):
         """Put every thread but the fill threads on ``cpus``, in this process and in
@@ -192,7 +208,7 @@ class Confinement:
             if self._released:
                 return
             tid = threading.get_native_id()
-            if self._placement.confine(tid, self._long_fill):
+            if self._placement.confine(tid, self if self._long_fill else None):
                 self._threads.add(tid)
 
     def leave(self):

@@ -41,9 +41,10 @@ cache_opts = [
                     'with few CPUs keeps answering requests promptly while it caches. With '
                     'N usable CPUs such fills run on the N - fill_cpu_reserve '
                     'highest-numbered ones, and on one at least; on a node with two CPUs '
-                    'that makes a single large fill about half as fast. While a fill of 32 '
-                    'MiB or more runs, the other threads of the server processes (those '
-                    'answering requests) keep to the reserved CPUs. A download of the '
+                    'that makes a single large fill about half as fast. While fills of 32 '
+                    'MiB or more run that can keep every fill CPU busy (three CPUs each), '
+                    'the other threads of the server processes (those answering requests) '
+                    'keep to the reserved CPUs. A download of the '
                     'image lifts the limit for its fill. 0 lets background fills use every '
                     'CPU. Linux only; no effect under --server eventlet.'),
     cfg.IntOpt('max_attempts', default=5, min=1,

@@ -246,6 +246,33 @@ def test_other_threads_stay_moved_until_the_last_long_fill_ends(bystander):
 
 
 @needs_two_cpus
+def test_other_threads_move_only_while_the_long_fills_can_keep_every_fill_cpu_busy(
+        bystander, monkeypatch):
+    # As on a node with twice as many fill CPUs as one fill keeps busy.
+    monkeypatch.setattr(cpus, 'CPUS_PER_FILL', 0.5)
+    fill_cpus = cpus.FillCpus(1)
+    first = _Parked(fill_cpus.confinement(LONG))
+    second = None
+    try:
+        assert first.cpus() == fill_cpus.for_fills
+        assert bystander.cpus() == USABLE
+        # Two threads of one fill are still one fill.
+        helper = _Parked(first.confinement)
+        assert bystander.cpus() == USABLE
+        helper.end()
+        second = _Parked(fill_cpus.confinement(LONG))
+        assert bystander.cpus() == USABLE - fill_cpus.for_fills
+        first.end()
+        assert bystander.cpus() == USABLE
+        assert first.after == USABLE
+    finally:
+        first.end()
+        if second is not None:
+            second.end()
+    assert bystander.cpus() == USABLE
+
+
+@needs_two_cpus
 def test_releasing_a_long_fill_gives_the_other_threads_every_cpu_back(bystander):
     fill_cpus = cpus.FillCpus(1)
     fill = _Parked(fill_cpus.confinement(LONG))
