@@ -29,6 +29,7 @@ is the process's one real thread, so there fills are not confined.
 """
 
 import logging
+import math
 import os
 import sys
 import threading
@@ -74,8 +75,12 @@ class FillCpus:
         """A phrase for the log: where background fills run."""
         if self.for_fills is None:
             return 'on every CPU'
-        return 'on CPU(s) %s, leaving %s to requests' % (
-            _cpu_list(self.for_fills), _cpu_list(self.usable - self.for_fills))
+        fills_to_move = math.ceil(len(self.for_fills) / CPUS_PER_FILL)
+        return ('on CPU(s) %s, leaving %s to requests; while %d fill(s) of %d MiB or more '
+                'run, the other threads keep to %s' % (
+                    _cpu_list(self.for_fills), _cpu_list(self.usable - self.for_fills),
+                    fills_to_move, MOVE_REQUESTS_FROM >> 20,
+                    _cpu_list(self.usable - self.for_fills)))
 
     def confinement(self, size):
         """A Confinement for one background fill of ``size`` bytes (None: unknown).
@@ -136,7 +141,10 @@ class _Placement:
         busy = len(set(self._long.values())) * self._cpus_per_fill >= len(self.for_fills)
         if busy != self._moved:
             self._moved = busy
-            self._move_others(self._for_others if busy else self.usable)
+            cpus = self._for_others if busy else self.usable
+            LOG.debug('%d long fill(s) running: other threads now on CPU(s) %s',
+                      len(set(self._long.values())), _cpu_list(cpus))
+            self._move_others(cpus)
 
     def _move_others(self, cpus):
         """Put every thread but the fill threads on ``cpus``, in this process and in

@@ -48,7 +48,10 @@ def test_fills_get_the_highest_cpus_and_one_at_least(reserve):
     kept = min(reserve, len(USABLE) - 1)
     assert fill_cpus.for_fills == frozenset(sorted(USABLE)[kept:])
     assert fill_cpus.usable == USABLE
-    assert 'leaving' in fill_cpus.describe()
+    requests = ','.join(str(cpu) for cpu in sorted(USABLE - fill_cpus.for_fills))
+    assert fill_cpus.describe().endswith(
+        'leaving %s to requests; while %d fill(s) of 32 MiB or more run, the other threads '
+        'keep to %s' % (requests, -(-len(fill_cpus.for_fills) // cpus.CPUS_PER_FILL), requests))
 
 
 @needs_two_cpus
