@@ -76,11 +76,11 @@ class FillCpus:
         if self.for_fills is None:
             return 'on every CPU'
         fills_to_move = math.ceil(len(self.for_fills) / CPUS_PER_FILL)
+        for_requests = _cpu_list(self.usable - self.for_fills)
         return ('on CPU(s) %s, leaving %s to requests; while %d fill(s) of %d MiB or more '
                 'run, the other threads keep to %s' % (
-                    _cpu_list(self.for_fills), _cpu_list(self.usable - self.for_fills),
-                    fills_to_move, MOVE_REQUESTS_FROM >> 20,
-                    _cpu_list(self.usable - self.for_fills)))
+                    _cpu_list(self.for_fills), for_requests, fills_to_move,
+                    MOVE_REQUESTS_FROM >> 20, for_requests))
 
     def confinement(self, size):
         """A Confinement for one background fill of ``size`` bytes (None: unknown).
@@ -107,7 +107,6 @@ class _Placement:
         self.for_fills = for_fills
         self.usable = usable
         self._for_others = usable - for_fills
-        self._cpus_per_fill = CPUS_PER_FILL
         self._lock = threading.Lock()
         self._fill_threads = set()
         self._long = {}   # thread id: the long fill it runs for
@@ -133,17 +132,20 @@ class _Placement:
         """Fill thread ``tid`` is one no more: it goes where the other threads are."""
         with self._lock:
             self._fill_threads.discard(tid)
-            self._long.pop(tid, None)
             _set_affinity(tid, self._for_others if self._moved else self.usable)
-            self._settle()
+            if self._long.pop(tid, None) is not None:
+                self._settle()
 
     def _settle(self):
-        busy = len(set(self._long.values())) * self._cpus_per_fill >= len(self.for_fills)
+        """Move the other threads if the long fills running now can, or no
+        longer can, keep every fill CPU busy."""
+        fills = len(set(self._long.values()))
+        busy = fills * CPUS_PER_FILL >= len(self.for_fills)
         if busy != self._moved:
             self._moved = busy
             cpus = self._for_others if busy else self.usable
             LOG.debug('%d long fill(s) running: other threads now on CPU(s) %s',
-                      len(set(self._long.values())), _cpu_list(cpus))
+                      fills, _cpu_list(cpus))
             self._move_others(cpus)
 
     def _move_others(self, cpus):
@@ -242,7 +244,8 @@ class Confinement:
         """Free the fill's threads and processes, running and to come.
 
         Its threads then go where the process's other threads are (every CPU,
-        unless another long fill runs), its processes to every CPU.
+        unless the long fills still running keep the fill CPUs busy), its
+        processes to every CPU.
         """
         with self._lock:
             if self._released:
