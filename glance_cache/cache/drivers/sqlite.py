@@ -44,12 +44,37 @@ class SqliteDriver(base.CacheDriver):
         # Writes through this connection: SQLite's data_version counts only
         # the other connections' commits.
         self._writes = 0
-        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                     check_same_thread=False)
+        self._conn = self._connect()
         self._conn.execute('PRAGMA journal_mode=WAL')
         self._conn.execute('PRAGMA synchronous=NORMAL')
         with self._transaction('BEGIN IMMEDIATE'):
             self._create_schema()
+        # Reads go through connections of their own, one per reading thread
+        # at a time, so that a request asking whether an image is cached
+        # does not wait for the worker's write in progress: in WAL mode a
+        # reader sees the last commit while a write goes on.
+        self._idle_readers = []
+        self._closed = False
+
+    def _connect(self):
+        return sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                               check_same_thread=False)
+
+    @contextlib.contextmanager
+    def _reader(self):
+        """A read-only connection for the duration (its reads autocommit)."""
+        try:
+            conn = self._idle_readers.pop()
+        except IndexError:
+            conn = self._connect()
+            conn.execute('PRAGMA query_only=ON')
+        try:
+            yield conn
+        finally:
+            if self._closed:
+                conn.close()
+            else:
+                self._idle_readers.append(conn)
 
     def _create_schema(self):
         conn = self._conn
@@ -76,8 +101,8 @@ class SqliteDriver(base.CacheDriver):
             raise
 
     def _execute(self, sql, params=()):
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+        with self._reader() as conn:
+            return conn.execute(sql, params).fetchall()
 
     def _write(self, sql, params=(), removal=False):
         """Run one change, counted in cache_changes (see _CHANGES_SCHEMA)."""
@@ -110,15 +135,20 @@ class SqliteDriver(base.CacheDriver):
 
     def changes(self, since):
         """Only the rows written since ``since``, unless an entry was removed since."""
-        with self._lock, self._transaction() as conn:
+        with self._reader() as conn:
             # One read transaction: the mark and the rows are of one moment.
-            seq, removals = conn.execute('SELECT seq, removals FROM cache_changes').fetchone()
-            complete = since is None or since[0] != removals or since[1] > seq
-            if complete:
-                rows = conn.execute('SELECT %s FROM cached_images' % _COLUMNS).fetchall()
-            else:
-                rows = conn.execute('SELECT %s FROM cached_images WHERE seq > ?' % _COLUMNS,
-                                    (since[1],)).fetchall()
+            conn.execute('BEGIN')
+            try:
+                seq, removals = conn.execute(
+                    'SELECT seq, removals FROM cache_changes').fetchone()
+                complete = since is None or since[0] != removals or since[1] > seq
+                if complete:
+                    rows = conn.execute('SELECT %s FROM cached_images' % _COLUMNS).fetchall()
+                else:
+                    rows = conn.execute('SELECT %s FROM cached_images WHERE seq > ?'
+                                        % _COLUMNS, (since[1],)).fetchall()
+            finally:
+                conn.execute('COMMIT')
         make = base.CacheEntry._make
         return (removals, seq), [make(row) for row in rows], complete
 
@@ -141,4 +171,7 @@ class SqliteDriver(base.CacheDriver):
 
     def close(self):
         with self._lock:
+            self._closed = True
             self._conn.close()
+        while self._idle_readers:
+            self._idle_readers.pop().close()

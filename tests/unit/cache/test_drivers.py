@@ -1,5 +1,6 @@
 """The driver contract, run against every driver (sqlite and xattr)."""
 
+import concurrent.futures
 import os
 import sqlite3
 import time
@@ -178,3 +179,37 @@ def test_sqlite_cache_db_from_before_change_counting_is_upgraded(tmp_path):
     finally:
         driver.close()
         again.close()
+
+
+def test_sqlite_reads_do_not_wait_for_a_write_in_progress(tmp_path):
+    """A request asking for an entry is answered from the last commit while
+    the worker's write is open (before, it waited for the write to end)."""
+    driver = drivers.load('sqlite', str(tmp_path))
+    try:
+        image_id = _commit(driver, 10)
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        # The write path's own lock and transaction, held open with a change
+        # not yet committed.
+        with driver._lock, driver._transaction('BEGIN IMMEDIATE') as conn:
+            conn.execute('DELETE FROM cached_images')
+            entry = pool.submit(driver.get, image_id).result(timeout=10)
+            listed = pool.submit(driver.list).result(timeout=10)
+            mark, changed, complete = pool.submit(driver.changes, None).result(timeout=10)
+            total = pool.submit(driver.total_size).result(timeout=10)
+        pool.shutdown()
+        assert entry.size == 10 and [e.image_id for e in listed] == [image_id]
+        assert complete and [e.image_id for e in changed] == [image_id] and total == 10
+        # The write, once committed, is what the next read sees.
+        assert driver.get(image_id) is None and driver.list() == []
+    finally:
+        driver.close()
+
+
+def test_sqlite_reader_connections_cannot_write(tmp_path):
+    driver = drivers.load('sqlite', str(tmp_path))
+    try:
+        with driver._reader() as conn:
+            with pytest.raises(sqlite3.OperationalError):
+                conn.execute('DELETE FROM cached_images')
+    finally:
+        driver.close()

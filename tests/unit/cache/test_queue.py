@@ -531,3 +531,30 @@ def test_a_file_of_json_that_is_not_an_object_is_no_record(jobs):
             f.write('["%s"]' % image_id)
     assert jobs.get(image_id) is None
     assert jobs.all() == [] and jobs.pending() == [] and jobs.failed() == []
+
+
+def test_a_record_that_cannot_be_written_leaves_no_file(jobs, monkeypatch):
+    """A write that fails (the disk full) queues nothing and leaves no half
+    record behind, not even the file it was being written to."""
+    image_id = new_id()
+
+    def full(fd, data):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(job_queue.os, 'write', full)
+    with pytest.raises(OSError):
+        jobs.enqueue(image_id, 10)
+    monkeypatch.undo()
+    assert jobs.get(image_id) is None
+    assert [name for _, _, names in os.walk(jobs.dir) for name in names
+            if name.endswith(job_queue.TMP_SUFFIX) or image_id in name] == []
+    record, added = jobs.enqueue(image_id, 10)
+    assert added and jobs.get(image_id)['state'] == job_queue.QUEUED
+
+
+def test_a_record_is_written_whole_when_the_system_writes_it_in_parts(jobs, monkeypatch):
+    write = os.write
+    monkeypatch.setattr(job_queue.os, 'write', lambda fd, data: write(fd, data[:7]))
+    image_id = new_id()
+    record, added = jobs.enqueue(image_id, 10)
+    monkeypatch.undo()
+    assert added and jobs.get(image_id) == record
