@@ -517,30 +517,61 @@ class JobQueue:
         Also returns the earliest time a not-yet-due record becomes due.
         """
         now = now or time.time()
-        with self.locked(), self._order_lock:
-            self._claiming = True
-            self._refresh_order()
-            next_due, not_due, claimed = None, [], None
-            while self._heap and claimed is None:
-                queued_at, image_id = heapq.heappop(self._heap)
-                entry = self._order.get(image_id)
-                if entry is None or entry[0] != queued_at:
-                    continue  # gone, or queued again since: a newer entry stands for it
-                if entry[1] > now:
-                    next_due = entry[1] if next_due is None else min(next_due, entry[1])
-                    not_due.append((queued_at, image_id))
-                    continue
-                record = self._load(os.path.join(self.dir, image_id))
-                if record is None or record['state'] != QUEUED:
-                    self._order.pop(image_id, None)
-                    continue
-                record.update(state=CACHING, started_at=now, finished_at=None,
-                              bytes_done=0, attempts=record['attempts'] + 1)
-                self.put(record)
-                claimed = record
-            for item in not_due:
-                heapq.heappush(self._heap, item)
-            return claimed, next_due
+        # The in-memory order's lock is held only while the order is read or
+        # changed, not over the files: a PUT in this process waits for it to
+        # note the record it queued, and must not wait for a claim's writes.
+        # Claims are one at a time (the queue's lock), and no other thread
+        # removes an entry from the heap.
+        with self.locked():
+            with self._order_lock:
+                self._claiming = True
+                self._refresh_order()
+            not_due, claimed = [], None
+            try:
+                while claimed is None:
+                    with self._order_lock:
+                        due = self._pop_due(now, not_due)
+                    if due is None:
+                        break
+                    image_id = due[1]
+                    record = self._load(os.path.join(self.dir, image_id))
+                    if record is None or record['state'] != QUEUED:
+                        with self._order_lock:
+                            self._order.pop(image_id, None)
+                        continue
+                    record.update(state=CACHING, started_at=now, finished_at=None,
+                                  bytes_done=0, attempts=record['attempts'] + 1)
+                    try:
+                        self.put(record)
+                    except BaseException:
+                        # Not claimed (its record still says queued): it stays in line.
+                        with self._order_lock:
+                            heapq.heappush(self._heap, due)
+                        raise
+                    claimed = record
+            finally:
+                with self._order_lock:
+                    for queued_at, image_id, _ in not_due:
+                        heapq.heappush(self._heap, (queued_at, image_id))
+            return claimed, min((at for _, _, at in not_due), default=None)
+
+    def _pop_due(self, now, not_due):
+        """The oldest due entry, ``(queued_at, image_id)``, taken off the heap; None if none is.
+
+        The entries not yet due met on the way are taken off too and added to
+        ``not_due`` as ``(queued_at, image_id, due)``. Call with the order's
+        lock held.
+        """
+        while self._heap:
+            queued_at, image_id = heapq.heappop(self._heap)
+            entry = self._order.get(image_id)
+            if entry is None or entry[0] != queued_at:
+                continue  # gone, or queued again since: a newer entry stands for it
+            if entry[1] > now:
+                not_due.append((queued_at, image_id, entry[1]))
+                continue
+            return queued_at, image_id
+        return None
 
     def requeue_caching(self):
         """Return every caching record to queued (a new drainer resumes them).

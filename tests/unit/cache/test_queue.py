@@ -302,6 +302,51 @@ def test_queuing_in_the_drainers_process_does_not_wait_for_its_commit(jobs):
     assert drain(jobs) == [image_id]
 
 
+def test_queuing_in_the_drainers_process_does_not_wait_for_a_claims_write(jobs, monkeypatch):
+    """The drainer marks a record caching while a PUT queues another image:
+    the PUT does not wait for that write to end, and both jobs are kept."""
+    first, second = new_id(), new_id()
+    jobs.enqueue(first, 1)
+    writing, done = threading.Event(), threading.Event()
+    put = jobs.put
+
+    def slow_put(record, drop_other=True):
+        if record['state'] == job_queue.CACHING:
+            writing.set()
+            done.wait(10)
+        return put(record, drop_other)
+    monkeypatch.setattr(jobs, 'put', slow_put)
+    claims = []
+    claimer = threading.Thread(target=lambda: claims.append(jobs.claim()))
+    claimer.start()
+    try:
+        assert writing.wait(5)
+        putter = threading.Thread(target=jobs.enqueue, args=(second, 1))
+        putter.start()
+        putter.join(5)
+        assert not putter.is_alive(), "enqueue waited for the claim's write"
+    finally:
+        done.set()
+        claimer.join(10)
+    assert claims[0][0]['image_id'] == first
+    assert jobs.get(first)['state'] == job_queue.CACHING
+    assert drain(jobs) == [second]
+
+
+def test_a_claim_whose_write_fails_leaves_the_job_in_line(jobs, monkeypatch):
+    image_id = new_id()
+    jobs.enqueue(image_id, 1)
+
+    def full(record, drop_other=True):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(jobs, 'put', full)
+    with pytest.raises(OSError):
+        jobs.claim()
+    monkeypatch.undo()
+    assert jobs.get(image_id)['state'] == job_queue.QUEUED
+    assert drain(jobs) == [image_id]
+
+
 def _flock_is_held(jobs):
     probe = os.open(os.path.join(jobs.dir, '.lock'), os.O_RDWR)
     try:
