@@ -12,11 +12,12 @@ may change them while one process drains. Queuing takes no lock: a new
 record is hard-linked into place, which fails if the image is pending
 already. Pending records survive restarts: the next drainer resumes them.
 
-Every write into ``done/`` or ``failed/`` (under the lock) is counted in
-``queue/.finished``. A process keeps the finished records it read for as
-long as that count stays, so listing every job reads one file per image the
-node holds only after something finished, and parses only the files whose
-bytes changed.
+Every write into ``done/`` or ``failed/`` (under the lock) is noted, by the
+image's id, in the change log ``queue/.finished``. A process keeps the
+finished records it read, and listing every job reads again only those the
+log named since its last listing (and new names); now and then the log
+starts again, and the next listing in each process reads every file, parsing
+only those whose bytes changed.
 
 The drainer keeps the pending records in memory, in a heap ordered by
 ``queued_at`` (FIFO). Records its own process writes go in as they are
@@ -57,8 +58,12 @@ TMP_MAX_AGE = 60.0
 RECORD_READ = 4096
 # Longest time between two listings of queue/ by the drainer.
 LIST_INTERVAL = 1.0
-# The count of writes into done/ and failed/ (see _Counter).
-FINISHED_COUNT = '.finished'
+# The names of the records written into done/ and failed/ (see _ChangeLog).
+FINISHED_LOG = '.finished'
+# The change log's size at which it starts again (some 28,000 entries).
+MAX_CHANGE_LOG = 1024 * 1024
+_LOG_HEADER = 8
+_LOG_ENTRY = 37   # an image id (36 characters) and a newline
 # How many different sets of keys the finished records kept share their tuple
 # (records of one version have one set).
 MAX_RECORD_SHAPES = 16
@@ -134,29 +139,62 @@ def _record_named(raw, name):
     return record if record is not None and record.get('image_id') == name else None
 
 
-class _Counter:
-    """A number in a file that every process of the node shares.
+class _ChangeLog:
+    """The names of the records written into done/ and failed/, in order, in
+    a file that every process of the node shares.
 
-    Read with one positioned read, with no lock: it is only compared with an
-    earlier reading. Added to under the queue's lock, so no addition is lost.
+    The file starts with its generation (8 bytes); each write appends the
+    image id and a newline. Appended under the queue's lock, so entries never
+    interleave. Once the file reaches ``MAX_CHANGE_LOG`` bytes the next write
+    starts it again, one generation on. A reader keeps a mark, (generation,
+    offset), and asks what was written since: the names, or None when it
+    cannot tell (its first look, or the file started again since), and then
+    it reads everything. Read with positioned reads and no lock: only whole
+    entries before the size it saw are taken.
+
+    A file of an earlier version (an 8-byte count of the writes) reads as a
+    generation with no entries.
     """
 
     def __init__(self, path):
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
-    def read(self):
-        """The number now; None once closed."""
+    def _generation(self, fd):
+        return int.from_bytes(os.pread(fd, _LOG_HEADER, 0).ljust(_LOG_HEADER, b'\0'), 'little')
+
+    def since(self, mark):
+        """``(mark now, {names written since mark} or None)``."""
         fd = self._fd
         if fd is None:
-            return None
+            return None, None
         try:
-            return int.from_bytes(os.pread(fd, 8, 0), 'little')
+            generation = self._generation(fd)
+            end = max(os.fstat(fd).st_size, _LOG_HEADER)
+            if mark is None or mark[0] != generation or mark[1] > end:
+                return (generation, end), None
+            data = os.pread(fd, end - mark[1], mark[1]) if end > mark[1] else b''
+            if self._generation(fd) != generation:
+                # Started again while read: what was read may be of either
+                # generation. The old mark makes the next look read all too.
+                return (generation, end), None
         except OSError:
-            return None   # closed meanwhile
+            return None, None   # closed meanwhile
+        whole = len(data) - len(data) % _LOG_ENTRY
+        names = {data[i:i + _LOG_ENTRY - 1].decode('ascii', 'replace')
+                 for i in range(0, whole, _LOG_ENTRY)}
+        return (generation, mark[1] + whole), names
 
-    def add_one(self):
-        """Add one (callers hold the queue's lock)."""
-        os.pwrite(self._fd, ((self.read() or 0) + 1).to_bytes(8, 'little'), 0)
+    def append(self, image_id):
+        """Note a write of ``image_id``'s record (callers hold the queue's lock)."""
+        fd = self._fd
+        end = os.fstat(fd).st_size
+        if end >= MAX_CHANGE_LOG:
+            # Generation first: a reader that saw the old one and reads past
+            # the start again sees it changed and reads everything.
+            os.pwrite(fd, (self._generation(fd) + 1).to_bytes(_LOG_HEADER, 'little'), 0)
+            os.ftruncate(fd, _LOG_HEADER)
+            end = _LOG_HEADER
+        os.pwrite(fd, ('%s\n' % image_id).encode('ascii'), max(end, _LOG_HEADER))
 
     def close(self):
         fd, self._fd = self._fd, None
@@ -201,8 +239,8 @@ class JobQueue:
         self._listed_at = float('-inf')
         self._claiming = False
         self._node_lock = nodelock.NodeLock(self._lock_path)
-        self._finished_count = _Counter(os.path.join(self.dir, FINISHED_COUNT))
-        # done/ or failed/ -> (the count when it was last listed, {name: (the
+        self._finished_log = _ChangeLog(os.path.join(self.dir, FINISHED_LOG))
+        # done/ or failed/ -> (the change log's mark when it was last listed, {name: (the
         # hash of the file's bytes, its record's keys and values, or None and
         # None if it holds none)}), replaced whole. Kept as tuples, with the
         # tuples of keys shared: a node may hold tens of thousands of records.
@@ -234,7 +272,7 @@ class JobQueue:
     def close(self):
         with self._thread_lock:
             self._node_lock.close()
-            self._finished_count.close()
+            self._finished_log.close()
 
     def _path(self, image_id, state):
         if not ids.is_canonical(image_id):
@@ -288,7 +326,8 @@ class JobQueue:
         path = self._path(record['image_id'], record['state'])
         os.replace(self._write_tmp(path, record), path)
         if record['state'] in DONE:
-            self._finished_count.add_one()   # after the write: see _finished_records
+            # After the write: see _finished_records.
+            self._finished_log.append(record['image_id'])
         if drop_other:
             for other in self._paths(record['image_id']):
                 if other != path:
@@ -371,24 +410,24 @@ class JobQueue:
     def _finished_records(self, directory):
         """The records in done/ or failed/, as _records, reading only what changed.
 
-        Each write into these directories is counted after it is made. While
-        the count is the one read before the last listing, the files listed
-        then still hold what was read from them, and only new names are read.
-        Once it moved, every file is read again, and parsed only if its bytes
-        hash differently (64 bits: two different records of one image that
-        hash alike are not to be expected). Removals are not counted: the
-        names are listed every time.
+        Each write into these directories is noted in the change log after it
+        is made. The files listed last time still hold what was read from
+        them, unless the log names them since: only those, and new names, are
+        read. When the log cannot tell (the first listing, or the log started
+        again), every file is read, and parsed only if its bytes hash
+        differently (64 bits: two different records of one image that hash
+        alike are not to be expected). Removals are not noted: the names are
+        listed every time.
         """
-        count = self._finished_count.read()   # before the listing, as every write
-        listed_at, known = self._finished.get(directory, (None, {}))
-        unchanged = count is not None and count == listed_at
+        mark, known = self._finished.get(directory, (None, {}))
+        mark, written = self._finished_log.since(mark)   # before the listing, as every write
         seen, records = {}, []
         prefix = os.path.join(directory, '')
         for name in os.listdir(directory):
             entry = known.get(name)   # names kept were checked when first read
             if entry is None and not ids.is_canonical(name):
                 continue
-            if entry is None or not unchanged:
+            if entry is None or written is None or name in written:
                 raw = _read(prefix + name)
                 if raw is None:
                     continue   # removed since listed
@@ -399,7 +438,7 @@ class JobQueue:
             if entry[1] is not None:
                 # A new dict each time: callers change the records they get.
                 records.append(dict(zip(entry[1], entry[2], strict=True)))
-        self._finished[directory] = (count, seen)
+        self._finished[directory] = (mark, seen)
         return records
 
     def _kept(self, digest, record):
@@ -585,7 +624,7 @@ class JobQueue:
                 if record['state'] == FAILED:
                     os.replace(os.path.join(self.done_dir, record['image_id']),
                                self._path(record['image_id'], FAILED))
-                    self._finished_count.add_one()
+                    self._finished_log.append(record['image_id'])
             for record in self.pending():
                 if record['state'] == CACHING:
                     record.update(state=QUEUED, bytes_done=0, started_at=None,

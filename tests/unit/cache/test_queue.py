@@ -469,7 +469,7 @@ def _views(records):
     return sorted((r['image_id'], r['state'], r['finished_at'], r['attempts']) for r in records)
 
 
-def test_finished_records_are_read_again_only_after_a_counted_write(jobs, other, reads):
+def test_finished_records_are_read_again_only_when_written(jobs, other, reads):
     cached, failed, queued = new_id(), new_id(), new_id()
     _finish(jobs, cached, job_queue.CACHED)
     _finish(jobs, failed, job_queue.FAILED)
@@ -480,16 +480,78 @@ def test_finished_records_are_read_again_only_after_a_counted_write(jobs, other,
     assert jobs.all() == first
     assert reads['read'] == [queued]   # the pending record only
 
-    # Another process writes a finished record: every finished file is read
-    # again, and only the changed one parsed.
+    # Another process writes a finished record: that file alone is read again.
     other.update(failed, last_error='boom', finished_at=time.time() + 5)
     reads['read'].clear()
     reads['parsed'] = 0
     changed = jobs.all()
-    assert {cached, failed} <= set(reads['read'])
+    assert sorted(reads['read']) == sorted([failed, queued])
     assert reads['parsed'] == 2   # the failed record and the pending one
     assert [r['last_error'] for r in changed if r['image_id'] == failed] == ['boom']
     assert _views(changed) == _views(other.all())
+
+
+def test_when_the_change_log_starts_again_every_finished_record_is_read(jobs, other, reads,
+                                                                         monkeypatch):
+    monkeypatch.setattr(job_queue, 'MAX_CHANGE_LOG', 8 + 37 * 3)
+    names = [new_id() for _ in range(3)]
+    for image_id in names:
+        _finish(jobs, image_id, job_queue.CACHED)
+    assert len(other.all()) == 3
+    # The fourth write starts the log again: the other process cannot tell
+    # what changed, and reads every file, parsing only the changed one.
+    other_view = other.all()
+    jobs.update(names[0], attempts=7)
+    reads['read'].clear()
+    reads['parsed'] = 0
+    listed = other.all()
+    assert sorted(reads['read']) == sorted(names) and reads['parsed'] == 1
+    assert [r['attempts'] for r in listed if r['image_id'] == names[0]] == [7]
+    assert _views(listed) != _views(other_view)
+    # After that, one write is one read again.
+    jobs.update(names[1], attempts=8)
+    reads['read'].clear()
+    assert [r['attempts'] for r in other.all() if r['image_id'] == names[1]] == [8]
+    assert reads['read'] == [names[1]]
+    assert os.path.getsize(os.path.join(jobs.dir, job_queue.FINISHED_LOG)) == 8 + 37 * 2
+
+
+def test_a_change_log_entry_half_written_is_read_once_whole(jobs, other, reads):
+    """A reader that sees part of an entry leaves it for its next look."""
+    image_id = new_id()
+    _finish(jobs, image_id, job_queue.CACHED)
+    assert len(other.all()) == 1
+    log = os.path.join(jobs.dir, job_queue.FINISHED_LOG)
+    # Written by hand as another process's write in progress: the record,
+    # then the first half of its entry.
+    record = jobs.get(image_id)
+    record['attempts'] = 9
+    _write_record(jobs.done_dir, record)
+    entry = ('%s\n' % image_id).encode()
+    with open(log, 'ab') as f:
+        f.write(entry[:20])
+    reads['read'].clear()
+    other.all()
+    assert reads['read'] == []
+    with open(log, 'ab') as f:
+        f.write(entry[20:])
+    assert [r['attempts'] for r in other.all()] == [9]
+    assert reads['read'] == [image_id]
+
+
+def test_a_count_left_by_an_earlier_version_reads_as_an_empty_log(jobs, tmp_path):
+    image_id = new_id()
+    _finish(jobs, image_id, job_queue.CACHED)
+    jobs.close()
+    with open(os.path.join(str(tmp_path), 'queue', job_queue.FINISHED_LOG), 'wb') as f:
+        f.write((41).to_bytes(8, 'little'))
+    again = job_queue.JobQueue(str(tmp_path), 'n1')
+    try:
+        assert [r['image_id'] for r in again.all()] == [image_id]
+        again.update(image_id, attempts=3)
+        assert [r['attempts'] for r in again.all()] == [3]
+    finally:
+        again.close()
 
 
 def test_a_finished_record_removed_and_written_again_is_read_again(jobs, other):
