@@ -169,12 +169,13 @@ class Response:
 class Client:
     """One kept-alive HTTP/1.1 connection to a server, for the timed requests.
 
-    The requests library, which the set-up uses, costs this process about
-    1.2 ms of CPU per request here (GET /versions answered in 2.2 ms with it
-    and in 1.0 ms with this); a figure of a few milliseconds would be half
-    the client's, and in a burst from 4 threads that CPU is taken from the
-    server. Same interface as far as the benchmarks use one: ``get``,
-    ``put``, ``delete`` with ``headers``, and a Response.
+    The requests library, which the set-up uses, costs this process more
+    CPU per request than the node takes to answer GET /versions (the small
+    part's median GET /versions was 1.7 ms through it, 0.5-0.9 ms through
+    this): a figure of a few milliseconds would be largely the client's, and
+    in a burst from 4 threads that CPU is taken from the server. Same
+    interface as far as the benchmarks use one: ``get``, ``put``, ``delete``
+    with ``headers``, and a Response.
 
     A connection the server closed while idle is opened again once; any
     other failure is raised.

@@ -35,8 +35,9 @@ listing  GET /v2/cache with --listing cached entries, unchanged between two
          before each.
 
 The timed requests go out on plain kept-alive http.client connections (see
-_common.Client), not through requests, whose own CPU would be a third of a
-small PUT's figure and would take the server's CPU in a burst.
+_common.Client), not through requests, whose own CPU per request exceeds
+what the node takes to answer GET /versions, and would take the server's
+CPU in a burst.
 
 With --glance, each part runs a second time against upstream Glance installed
 in VENV (``make glance-venv``), served the same way (the listing part with

@@ -187,14 +187,14 @@ class _ChangeLog:
     def append(self, image_id):
         """Note a write of ``image_id``'s record (callers hold the queue's lock)."""
         fd = self._fd
-        end = os.fstat(fd).st_size
+        end = max(os.fstat(fd).st_size, _LOG_HEADER)
         if end >= MAX_CHANGE_LOG:
             # Generation first: a reader that saw the old one and reads past
             # the start again sees it changed and reads everything.
             os.pwrite(fd, (self._generation(fd) + 1).to_bytes(_LOG_HEADER, 'little'), 0)
             os.ftruncate(fd, _LOG_HEADER)
             end = _LOG_HEADER
-        os.pwrite(fd, ('%s\n' % image_id).encode('ascii'), max(end, _LOG_HEADER))
+        os.pwrite(fd, ('%s\n' % image_id).encode('ascii'), end)
 
     def close(self):
         fd, self._fd = self._fd, None

@@ -88,9 +88,10 @@ class SqliteDriver(base.CacheDriver):
         conn.execute('INSERT OR IGNORE INTO cache_changes (id, seq, removals) VALUES (0, 0, 0)')
 
     @contextlib.contextmanager
-    def _transaction(self, begin='BEGIN'):
-        """One transaction on the connection; hold ``self._lock`` around it."""
-        conn = self._conn
+    def _transaction(self, begin='BEGIN', conn=None):
+        """One transaction on ``conn``, or on the shared connection (then hold
+        ``self._lock`` around it)."""
+        conn = conn or self._conn
         conn.execute(begin)
         try:
             yield conn
@@ -135,20 +136,15 @@ class SqliteDriver(base.CacheDriver):
 
     def changes(self, since):
         """Only the rows written since ``since``, unless an entry was removed since."""
-        with self._reader() as conn:
-            # One read transaction: the mark and the rows are of one moment.
-            conn.execute('BEGIN')
-            try:
-                seq, removals = conn.execute(
-                    'SELECT seq, removals FROM cache_changes').fetchone()
-                complete = since is None or since[0] != removals or since[1] > seq
-                if complete:
-                    rows = conn.execute('SELECT %s FROM cached_images' % _COLUMNS).fetchall()
-                else:
-                    rows = conn.execute('SELECT %s FROM cached_images WHERE seq > ?'
-                                        % _COLUMNS, (since[1],)).fetchall()
-            finally:
-                conn.execute('COMMIT')
+        # One read transaction: the mark and the rows are of one moment.
+        with self._reader() as reader, self._transaction(conn=reader) as conn:
+            seq, removals = conn.execute('SELECT seq, removals FROM cache_changes').fetchone()
+            complete = since is None or since[0] != removals or since[1] > seq
+            if complete:
+                rows = conn.execute('SELECT %s FROM cached_images' % _COLUMNS).fetchall()
+            else:
+                rows = conn.execute('SELECT %s FROM cached_images WHERE seq > ?' % _COLUMNS,
+                                    (since[1],)).fetchall()
         make = base.CacheEntry._make
         return (removals, seq), [make(row) for row in rows], complete
 

@@ -278,6 +278,14 @@ def test_a_new_drainer_removes_records_left_half_written(jobs):
     assert os.path.exists(fresh), 'a record being written by a live process stays'
 
 
+def _assert_queued_without_waiting(jobs, image_id, held):
+    """Queue ``image_id`` from another thread; it must return within 5 s."""
+    putter = threading.Thread(target=jobs.enqueue, args=(image_id, 1))
+    putter.start()
+    putter.join(5)
+    assert not putter.is_alive(), 'enqueue waited for %s' % held
+
+
 def test_queuing_in_the_drainers_process_does_not_wait_for_its_commit(jobs):
     assert drain(jobs) == []   # this process is the drainer now
     committing, done = threading.Event(), threading.Event()
@@ -292,10 +300,7 @@ def test_queuing_in_the_drainers_process_does_not_wait_for_its_commit(jobs):
     try:
         assert committing.wait(5)
         image_id = new_id()
-        putter = threading.Thread(target=jobs.enqueue, args=(image_id, 1))
-        putter.start()
-        putter.join(5)
-        assert not putter.is_alive(), 'enqueue waited for the commit'
+        _assert_queued_without_waiting(jobs, image_id, 'the commit')
     finally:
         done.set()
         holder.join(10)
@@ -321,10 +326,7 @@ def test_queuing_in_the_drainers_process_does_not_wait_for_a_claims_write(jobs, 
     claimer.start()
     try:
         assert writing.wait(5)
-        putter = threading.Thread(target=jobs.enqueue, args=(second, 1))
-        putter.start()
-        putter.join(5)
-        assert not putter.is_alive(), "enqueue waited for the claim's write"
+        _assert_queued_without_waiting(jobs, second, "the claim's write")
     finally:
         done.set()
         claimer.join(10)
