@@ -39,6 +39,11 @@ _common.Client), not through requests, whose own CPU per request exceeds
 what the node takes to answer GET /versions, and would take the server's
 CPU in a burst.
 
+Start a run a few minutes after anything deleted many files (a test run,
+the previous run's clean-up): on ext4 without a journal each new file is
+checked against the inodes of its group freed in the last minutes, and the
+node creates four files per image it caches.
+
 With --glance, each part runs a second time against upstream Glance installed
 in VENV (``make glance-venv``), served the same way (the listing part with
 --glance-listing entries, on both): the issue's targets were set against
