@@ -96,7 +96,13 @@ def _create_engine(url, conf):
 
         @sa.event.listens_for(engine, 'begin')
         def _sqlite_begin(conn):
-            write = conn.get_execution_options().get('glance_cache_write')
+            options = conn.get_execution_options()
+            if options.get('glance_cache_one_statement'):
+                # One statement reads a consistent snapshot by itself; the
+                # COMMIT that ends the transaction is then none (pysqlite
+                # commits only a transaction that is open).
+                return
+            write = options.get('glance_cache_write')
             conn.exec_driver_sql('BEGIN IMMEDIATE' if write else 'BEGIN')
 
         return engine
@@ -113,9 +119,19 @@ class Database:
     # -- transactions ---------------------------------------------------------
 
     @contextlib.contextmanager
-    def _read(self):
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+    def _read(self, one_statement=False):
+        """A connection in a read transaction.
+
+        With ``one_statement``, for a caller that runs one statement only, on
+        SQLite no transaction is begun: a statement alone sees one snapshot,
+        and the hot reads (the image behind each cache request) save a BEGIN
+        and a COMMIT.
+        """
+        with self.engine.connect() as conn:
+            if one_statement:
+                conn.execution_options(glance_cache_one_statement=True)
+            with conn.begin():
+                yield conn
 
     @contextlib.contextmanager
     def _write(self):
@@ -217,7 +233,7 @@ class Database:
 
     def image_get(self, image_id):
         """The image with ``image_id``; errors.ImageNotFound if there is none."""
-        with self._read() as conn:
+        with self._read(one_statement=True) as conn:
             return self._get(conn, image_id)
 
     def image_create(self, values, properties=None, tags=()):
