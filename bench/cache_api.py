@@ -1,7 +1,7 @@
 """Latency and throughput of the cache API on one node.
 
-    .venv/bin/python bench/cache_api.py [--small 100] [--many 1000] [--listing 10000]
-                                        [--fill-mib 2048] [--skip PART ...]
+    .venv/bin/python bench/cache_api.py [--small 100] [--many 1000 [--many-rounds 1]]
+                                        [--listing 10000] [--fill-mib 2048] [--skip PART ...]
                                         [--glance VENV [--glance-listing 1000]]
 
 Parts, each on a fresh node:
@@ -26,7 +26,11 @@ busy     GET /v2/cache latency on an idle node (as long as a fill alone
 many     --many images queued from 4 client threads: time until every PUT
          was answered, and until all are cached, from the first PUT; with
          one server process (the default) and with one per core. The
-         reference: as many GET /versions sent the same way.
+         reference: as many GET /versions sent the same way. With
+         --many-rounds N, N such bursts on each node, each of new images
+         once the last is cached (so the later ones meet a cache that holds
+         the earlier ones): on a machine whose speed moves, the median
+         says more than one burst.
 listing  GET /v2/cache with --listing cached entries, unchanged between two
          GETs (the node reuses its last encoding) and with one entry
          changed (a hit) before each; then GET /v2/cache/jobs, all of them
@@ -460,32 +464,60 @@ def _many_on(node, count):
     first, accepted = burst(lambda session, image_id: queue(session, node, image_id), ids)
 
     # The figure comes from when each image was cached, not from when this
-    # loop notices: a slow poll keeps the listing's cost off the node.
+    # loop notices: a slow poll keeps the listing's cost off the node. The
+    # node may hold the images of earlier rounds too.
+    def cached_now():
+        done = cached_at(node)
+        return [done[image_id] for image_id in ids if image_id in done]
     finished = common.helpers.wait_for(
-        lambda: (lambda done: len(done) == len(ids) and done)(cached_at(node)),
+        lambda: (lambda done: len(done) == len(ids) and done)(cached_now()),
         'all images to be cached', timeout=600, interval=0.5)
-    return floor, accepted, max(finished.values()) - first
+    return floor, accepted, max(finished) - first
+
+
+def _many_rounds(node, count, rounds):
+    """``rounds`` results of _many_on, one after another on ``node``."""
+    return [_many_on(node, count) for _ in range(rounds)]
+
+
+def _series(values, unit='s'):
+    """One figure, or several and their median.
+
+    >>> _series([2.5]), _series([2.5, 3.0, 2.0])
+    ('2.50 s', '2.50 / 3.00 / 2.00 s, median 2.50 s')
+    """
+    if len(values) == 1:
+        return '%.2f %s' % (values[0], unit)
+    return '%s %s, median %.2f %s' % (' / '.join('%.2f' % v for v in values), unit,
+                                     statistics.median(values), unit)
 
 
 def part_many(args, directory):
-    print('[many] %d images queued from 4 threads' % args.many)
+    rounds = args.many_rounds
+    print('[many] %d images queued from 4 threads%s'
+          % (args.many, '' if rounds == 1 else ', %d rounds on each node' % rounds))
     # One server process (the default), then one per core (Glance's default).
     for workers in (1, os.cpu_count()):
-        floor, accepted, cached = measured_on(
+        results = measured_on(
             common.start_node(os.path.join(directory, 'many-%d' % workers),
                               {'DEFAULT': {'workers': str(workers)}}),
-            lambda node: _many_on(node, args.many))
-        print('  workers = %d: all PUTs answered: %.2f s (%d GET /versions the same way: '
-              '%.2f s; PUTs = %.2f x); all cached: %.2f s after the first PUT'
-              % (workers, accepted, args.many, floor, accepted / floor, cached))
+            lambda node: _many_rounds(node, args.many, rounds))
+        floor, accepted, cached = (statistics.median(r[i] for r in results) for i in range(3))
+        print('  workers = %d: all PUTs answered: %s (%d GET /versions the same way: '
+              '%s; PUTs = %.2f x); all cached: %s after the first PUT'
+              % (workers, _series([r[1] for r in results]), args.many,
+                 _series([r[0] for r in results]), accepted / floor,
+                 _series([r[2] for r in results])))
         figures = on_glance(args, os.path.join(directory, 'many-%d-glance' % workers),
-                            lambda glance: _many_on(glance, args.many), workers)
+                            lambda glance: _many_rounds(glance, args.many, rounds), workers)
         if figures is None:
             continue
-        g_floor, g_accepted, g_cached = figures
-        print('    Glance, the same way: all PUTs answered: %.2f s (GET /versions: %.2f s); '
-              'all cached: %.2f s; this node / Glance: %.2f x and %.2f x'
-              % (g_accepted, g_floor, g_cached, accepted / g_accepted, cached / g_cached))
+        g_floor, g_accepted, g_cached = (statistics.median(r[i] for r in figures)
+                                         for i in range(3))
+        print('    Glance, the same way: all PUTs answered: %s (GET /versions: %s); '
+              'all cached: %s; this node / Glance: %.2f x and %.2f x'
+              % (_series([r[1] for r in figures]), _series([r[0] for r in figures]),
+                 _series([r[2] for r in figures]), accepted / g_accepted, cached / g_cached))
 
 
 def _listing_on(node, count):
@@ -576,6 +608,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--small', type=int, default=100)
     parser.add_argument('--many', type=int, default=1000)
+    parser.add_argument('--many-rounds', type=int, default=1,
+                        help='bursts of --many images on each node of the many part, one '
+                             'after another (each after the last is cached); the ratios '
+                             'are of the medians')
     parser.add_argument('--listing', type=int, default=10000)
     parser.add_argument('--fill-mib', type=int, default=2048)
     parser.add_argument('--skip', nargs='*', default=[], choices=PARTS)
