@@ -476,8 +476,9 @@ def _many_on(node, count):
 
 
 def _many_rounds(node, count, rounds):
-    """``rounds`` results of _many_on, one after another on ``node``."""
-    return [_many_on(node, count) for _ in range(rounds)]
+    """(floors, answered, cached): the figures of ``rounds`` runs of _many_on,
+    one after another on ``node``, each as a tuple over the rounds."""
+    return tuple(zip(*(_many_on(node, count) for _ in range(rounds)), strict=True))
 
 
 def _series(values, unit='s'):
@@ -496,28 +497,26 @@ def part_many(args, directory):
     rounds = args.many_rounds
     print('[many] %d images queued from 4 threads%s'
           % (args.many, '' if rounds == 1 else ', %d rounds on each node' % rounds))
+    median = statistics.median
     # One server process (the default), then one per core (Glance's default).
     for workers in (1, os.cpu_count()):
-        results = measured_on(
+        floors, answered, cached = measured_on(
             common.start_node(os.path.join(directory, 'many-%d' % workers),
                               {'DEFAULT': {'workers': str(workers)}}),
             lambda node: _many_rounds(node, args.many, rounds))
-        floor, accepted, cached = (statistics.median(r[i] for r in results) for i in range(3))
         print('  workers = %d: all PUTs answered: %s (%d GET /versions the same way: '
               '%s; PUTs = %.2f x); all cached: %s after the first PUT'
-              % (workers, _series([r[1] for r in results]), args.many,
-                 _series([r[0] for r in results]), accepted / floor,
-                 _series([r[2] for r in results])))
+              % (workers, _series(answered), args.many, _series(floors),
+                 median(answered) / median(floors), _series(cached)))
         figures = on_glance(args, os.path.join(directory, 'many-%d-glance' % workers),
                             lambda glance: _many_rounds(glance, args.many, rounds), workers)
         if figures is None:
             continue
-        g_floor, g_accepted, g_cached = (statistics.median(r[i] for r in figures)
-                                         for i in range(3))
+        g_floors, g_answered, g_cached = figures
         print('    Glance, the same way: all PUTs answered: %s (GET /versions: %s); '
               'all cached: %s; this node / Glance: %.2f x and %.2f x'
-              % (_series([r[1] for r in figures]), _series([r[0] for r in figures]),
-                 _series([r[2] for r in figures]), accepted / g_accepted, cached / g_cached))
+              % (_series(g_answered), _series(g_floors), _series(g_cached),
+                 median(answered) / median(g_answered), median(cached) / median(g_cached)))
 
 
 def _listing_on(node, count):
@@ -622,6 +621,8 @@ def main():
                         help='cached entries for the listing part on Glance (and on this '
                              'node again, to compare)')
     args = parser.parse_args()
+    if args.many_rounds < 1:
+        parser.error('--many-rounds must be 1 or more')
     if args.glance:
         _glance.check_venv(args.glance)
     directory = common.workdir('gc-bench-cache-api-')
