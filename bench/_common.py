@@ -72,6 +72,25 @@ def worker_pids(node):
     return [int(p) for p in out.stdout.split()] or [node.proc.pid]
 
 
+def server_pids(server):
+    """A server's processes: the one started and its children (gunicorn's
+    master and workers), not the workers' own children."""
+    return sorted({server.proc.pid, *worker_pids(server)})
+
+
+def cpu_seconds(pids):
+    """The user and system CPU seconds the processes ``pids`` have used, all
+    their threads included."""
+    ticks = 0
+    for pid in pids:
+        with open('/proc/%d/stat' % pid) as f:
+            # After the command name in parentheses: utime and stime are the
+            # 12th and 13th fields.
+            fields = f.read().rsplit(')', 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf('SC_CLK_TCK')
+
+
 def rss_kib(pid):
     try:
         with open('/proc/%d/status' % pid) as f:

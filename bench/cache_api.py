@@ -26,7 +26,14 @@ busy     GET /v2/cache latency on an idle node (as long as a fill alone
 many     --many images queued from 4 client threads: time until every PUT
          was answered, and until all are cached, from the first PUT; with
          one server process (the default) and with one per core. The
-         reference: as many GET /versions sent the same way. With
+         references: as many GET /versions sent the same way, and as many
+         GET to gunicorn alone, with the node's settings and an application
+         that does nothing (bench/_bare.py: what the server's handing of
+         each request between its threads costs, without the node). Each
+         of them with the server processes' CPU time per request (user and
+         system, all threads; during the PUTs, that of the fills that ran
+         meanwhile too): unlike the times, it hardly depends on how the
+         scheduler shares two CPUs between the client and the server. With
          --many-rounds N, N such bursts on each node, each of new images
          once the last is cached (so the later ones meet a cache that holds
          the earlier ones): on a machine whose speed moves, the median
@@ -70,6 +77,7 @@ import requests
 
 from glance_cache.cache import hashing
 
+import _bare
 import _common as common
 import _glance
 
@@ -438,30 +446,58 @@ def _filled(node, fill):
     return idle, busy, alone, polled
 
 
+def _burst(server, request, items):
+    """(when it started, seconds, the server's CPU seconds) of ``request(client,
+    item)`` for every item, from 4 client threads, each on a kept-alive
+    connection of its own to ``server`` (a node, Glance or a BareServer)."""
+    sessions = threading.local()
+    processes = common.server_pids(server)
+
+    def send(item):
+        if not hasattr(sessions, 's'):
+            sessions.s = common.Client(server.url)
+        request(sessions.s, item)
+
+    cpu = common.cpu_seconds(processes)
+    started = time.time()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(send, items))
+    return started, time.time() - started, common.cpu_seconds(processes) - cpu
+
+
+def _bare_rounds(directory, workers, count, rounds):
+    """(seconds, server CPU seconds) for ``count`` GET / from 4 client threads
+    to a WSGI application that does nothing under the node's gunicorn
+    settings, each a tuple over ``rounds`` bursts."""
+    server = _bare.BareServer(directory, workers).start()
+
+    def get(session, _):
+        assert session.get(server.url + '/').status_code == 200
+
+    try:
+        # gunicorn listens before its processes have started: the first
+        # burst, untimed, waits for them and opens the connections.
+        _burst(server, get, range(count))
+        return tuple(zip(*(_burst(server, get, range(count))[1:] for _ in range(rounds)),
+                         strict=True))
+    finally:
+        server.stop()
+
+
 def _many_on(node, count):
     """(seconds for ``count`` GET /versions, until every PUT was answered, until
-    all were cached), each from 4 client threads, the last two from the first PUT."""
+    all were cached, the server's CPU seconds in the GETs, in the PUTs), each
+    from 4 client threads, the second and third from the first PUT."""
     ids = active_images(node, count, 4096)
-    sessions = threading.local()
-
-    def burst(request, items):
-        def send(item):
-            if not hasattr(sessions, 's'):
-                sessions.s = common.Client(node.url)
-            request(sessions.s, item)
-
-        started = time.time()
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            list(pool.map(send, items))
-        return started, time.time() - started
 
     # The reference: as many of the cheapest requests the node serves, sent
     # the same way (what HTTP, the server and this client cost).
     def versions(session, _):
         assert session.get(node.url + '/versions').status_code == 200
 
-    _, floor = burst(versions, range(count))
-    first, accepted = burst(lambda session, image_id: queue(session, node, image_id), ids)
+    _, floor, floor_cpu = _burst(node, versions, range(count))
+    first, accepted, put_cpu = _burst(
+        node, lambda session, image_id: queue(session, node, image_id), ids)
 
     # The figure comes from when each image was cached, not from when this
     # loop notices: a slow poll keeps the listing's cost off the node. The
@@ -472,11 +508,11 @@ def _many_on(node, count):
     finished = common.helpers.wait_for(
         lambda: (lambda done: len(done) == len(ids) and done)(cached_now()),
         'all images to be cached', timeout=600, interval=0.5)
-    return floor, accepted, max(finished) - first
+    return floor, accepted, max(finished) - first, floor_cpu, put_cpu
 
 
 def _many_rounds(node, count, rounds):
-    """(floors, answered, cached): the figures of ``rounds`` runs of _many_on,
+    """(floors, answered, cached, floor CPU, PUT CPU): the figures of ``rounds`` runs of _many_on,
     one after another on ``node``, each as a tuple over the rounds."""
     return tuple(zip(*(_many_on(node, count) for _ in range(rounds)), strict=True))
 
@@ -500,7 +536,7 @@ def part_many(args, directory):
     median = statistics.median
     # One server process (the default), then one per core (Glance's default).
     for workers in (1, os.cpu_count()):
-        floors, answered, cached = measured_on(
+        floors, answered, cached, floor_cpu, put_cpu = measured_on(
             common.start_node(os.path.join(directory, 'many-%d' % workers),
                               {'DEFAULT': {'workers': str(workers)}}),
             lambda node: _many_rounds(node, args.many, rounds))
@@ -508,15 +544,39 @@ def part_many(args, directory):
               '%s; PUTs = %.2f x); all cached: %s after the first PUT'
               % (workers, _series(answered), args.many, _series(floors),
                  median(answered) / median(floors), _series(cached)))
+        print('    server CPU per request: %s' % _cpu_per_request(args.many, floor_cpu, put_cpu))
+        bare, bare_cpu = _bare_rounds(os.path.join(directory, 'many-%d-bare' % workers),
+                                      workers, args.many, rounds)
+        print('    gunicorn alone (the same settings, an application that does nothing), '
+              '%d GET the same way: %s, server CPU per request %s; GET /versions = %.2f x, '
+              'PUTs = %.2f x this'
+              % (args.many, _series(bare), _per_request(args.many, bare_cpu),
+                 median(floors) / median(bare), median(answered) / median(bare)))
         figures = on_glance(args, os.path.join(directory, 'many-%d-glance' % workers),
                             lambda glance: _many_rounds(glance, args.many, rounds), workers)
         if figures is None:
             continue
-        g_floors, g_answered, g_cached = figures
+        g_floors, g_answered, g_cached, g_floor_cpu, g_put_cpu = figures
         print('    Glance, the same way: all PUTs answered: %s (GET /versions: %s); '
               'all cached: %s; this node / Glance: %.2f x and %.2f x'
               % (_series(g_answered), _series(g_floors), _series(g_cached),
                  median(answered) / median(g_answered), median(cached) / median(g_cached)))
+        print('      its server CPU per request: %s'
+              % _cpu_per_request(args.many, g_floor_cpu, g_put_cpu))
+
+
+def _per_request(count, cpu_seconds):
+    """The median of a series of CPU seconds for ``count`` requests, per request.
+
+    >>> _per_request(1000, (0.3, 0.5, 0.4))
+    '0.40 ms'
+    """
+    return '%.2f ms' % (statistics.median(cpu_seconds) * 1000 / count)
+
+
+def _cpu_per_request(count, floor_cpu, put_cpu):
+    return ('GET /versions %s, PUT %s (with the fills that ran meanwhile)'
+            % (_per_request(count, floor_cpu), _per_request(count, put_cpu)))
 
 
 def _listing_on(node, count):
