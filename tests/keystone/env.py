@@ -224,16 +224,20 @@ class Keystone:
         return self._conn
 
     def _role(self, name):
-        role = self.conn.identity.find_role(name)
-        if role is None:
-            role = self.conn.identity.create_role(name=name)
-        return role
+        from openstack import exceptions
+        # ignore_missing=True, the SDK's default, is deprecated (it warns).
+        try:
+            return self.conn.identity.find_role(name, ignore_missing=False)
+        except exceptions.NotFoundException:
+            return self.conn.identity.create_role(name=name)
 
     def _project(self, name):
-        project = self.conn.identity.find_project(name, domain_id='default')
-        if project is None:
-            project = self.conn.identity.create_project(name=name, domain_id='default')
-        return project
+        from openstack import exceptions
+        try:
+            return self.conn.identity.find_project(name, domain_id='default',
+                                                   ignore_missing=False)
+        except exceptions.NotFoundException:
+            return self.conn.identity.create_project(name=name, domain_id='default')
 
     def create_users(self):
         """The service project and users of ``USERS``, each with its role on its project."""
