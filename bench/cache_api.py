@@ -32,8 +32,8 @@ many     --many images queued from 4 client threads: time until every PUT
          each request between its threads costs, without the node). Each
          of them with the server processes' CPU time per request (user and
          system, all threads; during the PUTs, that of the fills that ran
-         meanwhile too): unlike the times, it hardly depends on how the
-         scheduler shares two CPUs between the client and the server. With
+         meanwhile too), what the server spent apart from what this client
+         took of the CPUs. With
          --many-rounds N, N such bursts on each node, each of new images
          once the last is cached (so the later ones meet a cache that holds
          the earlier ones): on a machine whose speed moves, the median
