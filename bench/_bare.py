@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 
+from glance_cache.cmd import api as api_cmd
 from glance_cache.conf import default as default_conf
 
 from _common import helpers
@@ -45,8 +46,9 @@ class BareServer:
     def start(self):
         os.makedirs(self.directory, exist_ok=True)
         command = [sys.executable, '-m', 'gunicorn',
-                   '--worker-class', 'gthread', '--threads', str(_default('threads')),
-                   '--workers', str(self.workers), '--keep-alive', '75',
+                   '--worker-class', api_cmd.GUNICORN_WORKER_CLASS,
+                   '--threads', str(_default('threads')), '--workers', str(self.workers),
+                   '--keep-alive', str(api_cmd.GUNICORN_KEEPALIVE),
                    '--bind', '127.0.0.1:0', '--chdir', os.path.dirname(os.path.abspath(__file__)),
                    '_bare:application']
         with open(self.log_path, 'ab') as log:

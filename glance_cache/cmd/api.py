@@ -14,6 +14,10 @@ import os
 import sys
 
 SERVERS = ('gunicorn', 'eventlet')
+# How gunicorn serves a node (bench/_bare.py serves its reference the same way).
+GUNICORN_WORKER_CLASS = 'gthread'
+# Seconds an idle kept-alive client connection stays open.
+GUNICORN_KEEPALIVE = 75
 # prometheus_client reads it when first imported; see glance_cache/metrics.py.
 METRICS_DIR_ENV = 'PROMETHEUS_MULTIPROC_DIR'
 
@@ -45,11 +49,11 @@ def _serve_gunicorn(conf):
             settings = {
                 'bind': '%s:%d' % (conf.bind_host, conf.bind_port),
                 'workers': conf.workers,
-                'worker_class': 'gthread',
+                'worker_class': GUNICORN_WORKER_CLASS,
                 'threads': conf.threads,
                 'timeout': conf.client_socket_timeout,
                 'graceful_timeout': 30,
-                'keepalive': 75,
+                'keepalive': GUNICORN_KEEPALIVE,
                 'accesslog': None,
                 'errorlog': '-',
                 'loglevel': 'debug' if conf.debug else 'info',
