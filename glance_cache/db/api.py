@@ -68,6 +68,78 @@ _ONE_IMAGE = _one_image_query()
 _IMAGE_COLUMNS = tuple(c.name for c in _images.columns)
 
 
+def _image_of_rows(image_id, rows):
+    """The image dict of _ONE_IMAGE's rows: the image's columns, then kind, name, value."""
+    if not rows:
+        raise errors.ImageNotFound(image_id)
+    count = len(_IMAGE_COLUMNS)
+    image = dict(zip(_IMAGE_COLUMNS, rows[0][:count], strict=True))
+    image['properties'], tags = {}, []
+    for row in rows:
+        kind, name, value = row[count:]
+        if kind == 'p':
+            image['properties'][name] = value
+        elif kind == 't':
+            tags.append(name)
+    image['tags'] = sorted(tags)
+    return image
+
+
+class _ImageReader:
+    """_ONE_IMAGE sent straight on a pooled DBAPI connection.
+
+    Every cache request and every fill reads its image, and through a
+    SQLAlchemy Connection most of that read's cost was SQLAlchemy's own
+    Python (connection, transaction and result objects), taken under the
+    interpreter lock that all of a server process's threads share. Here the
+    statement is compiled once and the rows go through the type processors
+    SQLAlchemy itself would apply. Connections still come from the engine's
+    pool, with its connect events (SQLite's pragmas), pre-ping and reset on
+    return.
+    """
+
+    def __init__(self, engine):
+        self._engine = engine
+        dialect = engine.dialect
+        compiled = _ONE_IMAGE.compile(dialect=dialect)
+        self._sql = compiled.string
+        # Every parameter but the id is a constant (the 'p' and 't' kinds).
+        self._params = compiled.construct_params({'image_id': None})
+        self._positions = compiled.positiontup
+        self._processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in _ONE_IMAGE.selected_columns]
+        self._errors = dialect.loaded_dbapi.Error
+
+    def _bound(self, image_id):
+        params = dict(self._params, image_id=image_id)
+        if self._positions is None:
+            return params
+        return [params[name] for name in self._positions]
+
+    def rows(self, image_id):
+        """The rows as lists of Python values; None if the DBAPI call failed
+        (a connection found dead is invalidated first)."""
+        conn = self._engine.raw_connection()
+        cursor = None
+        try:
+            cursor = conn.cursor()
+            cursor.execute(self._sql, self._bound(image_id))
+            raw = cursor.fetchall()
+        except self._errors as exc:
+            if self._engine.dialect.is_disconnect(exc, conn.dbapi_connection, cursor):
+                conn.invalidate(exc)
+            return None
+        finally:
+            if cursor is not None:
+                cursor.close()
+            conn.close()
+        processors = self._processors
+        return [[value if convert is None or value is None else convert(value)
+                 for value, convert in zip(row, processors, strict=True)]
+                for row in raw]
+
+
 def utcnow():
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
@@ -115,6 +187,7 @@ class Database:
 
     def __init__(self, conf, url=None):
         self.engine = _create_engine(url or conf.database.connection, conf)
+        self._image_reader = _ImageReader(self.engine)
 
     # -- transactions ---------------------------------------------------------
 
@@ -217,24 +290,17 @@ class Database:
         return images
 
     def _get(self, conn, image_id):
-        rows = conn.execute(_ONE_IMAGE, {'image_id': image_id}).all()
-        if not rows:
-            raise errors.ImageNotFound(image_id)
-        first = rows[0]._mapping
-        image = {name: first[name] for name in _IMAGE_COLUMNS}
-        image['properties'], tags = {}, []
-        for row in rows:
-            if row.extra_kind == 'p':
-                image['properties'][row.extra_name] = row.extra_value
-            elif row.extra_kind == 't':
-                tags.append(row.extra_name)
-        image['tags'] = sorted(tags)
-        return image
+        return _image_of_rows(image_id, conn.execute(_ONE_IMAGE, {'image_id': image_id}).all())
 
     def image_get(self, image_id):
         """The image with ``image_id``; errors.ImageNotFound if there is none."""
-        with self._read(one_statement=True) as conn:
-            return self._get(conn, image_id)
+        rows = self._image_reader.rows(image_id)
+        if rows is None:
+            # The DBAPI call failed: again through SQLAlchemy, which tries a
+            # fresh connection and raises its own exceptions.
+            with self._read(one_statement=True) as conn:
+                return self._get(conn, image_id)
+        return _image_of_rows(image_id, rows)
 
     def image_create(self, values, properties=None, tags=()):
         """Insert an image; ``values`` must hold every non-nullable column."""
