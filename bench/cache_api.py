@@ -29,7 +29,10 @@ many     --many images queued from 4 client threads: time until every PUT
          references: as many GET /versions sent the same way, and as many
          GET to gunicorn alone, with the node's settings and an application
          that does nothing (bench/_bare.py: what the server's handing of
-         each request between its threads costs, without the node). Each
+         each request between its threads costs, without the node); and
+         the same bursts on a second node with [cache] burst_max_hold = 0
+         (every job started at once, among the PUTs still arriving), its
+         rounds taken in turns with the first node's. Each
          of them with the server processes' CPU time per request (user and
          system, all threads; during the PUTs, that of the fills that ran
          meanwhile too), what the server spent apart from what this client
@@ -517,6 +520,16 @@ def _many_rounds(node, count, rounds):
     return tuple(zip(*(_many_on(node, count) for _ in range(rounds)), strict=True))
 
 
+def _many_alternating(nodes, count, rounds):
+    """_many_rounds of each of ``nodes``, their rounds taken in turns (so that
+    a change in the machine's speed meets all of them alike)."""
+    figures = [[] for _ in nodes]
+    for _ in range(rounds):
+        for node, mine in zip(nodes, figures, strict=True):
+            mine.append(_many_on(node, count))
+    return [tuple(zip(*mine, strict=True)) for mine in figures]
+
+
 def _series(values, unit='s'):
     """One figure, or several and their median.
 
@@ -536,15 +549,29 @@ def part_many(args, directory):
     median = statistics.median
     # One server process (the default), then one per core (Glance's default).
     for workers in (1, os.cpu_count()):
-        floors, answered, cached, floor_cpu, put_cpu = measured_on(
-            common.start_node(os.path.join(directory, 'many-%d' % workers),
-                              {'DEFAULT': {'workers': str(workers)}}),
-            lambda node: _many_rounds(node, args.many, rounds))
+        base = os.path.join(directory, 'many-%d' % workers)
+        options = {'DEFAULT': {'workers': str(workers)}}
+        nodes = [common.start_node(base, options),
+                 common.start_node(base + '-no-hold', dict(options,
+                                                           cache={'burst_max_hold': '0'}))]
+        try:
+            ours, no_hold = _many_alternating(nodes, args.many, rounds)
+        finally:
+            for node in nodes:
+                node.stop()
+        floors, answered, cached, floor_cpu, put_cpu = ours
         print('  workers = %d: all PUTs answered: %s (%d GET /versions the same way: '
               '%s; PUTs = %.2f x); all cached: %s after the first PUT'
               % (workers, _series(answered), args.many, _series(floors),
                  median(answered) / median(floors), _series(cached)))
         print('    server CPU per request: %s' % _cpu_per_request(args.many, floor_cpu, put_cpu))
+        _, h_answered, h_cached, h_floor_cpu, h_put_cpu = no_hold
+        print('    without the burst hold ([cache] burst_max_hold = 0, its rounds taken in '
+              'turns with these): all PUTs answered: %s; all cached: %s; server CPU per '
+              'request: %s; with the hold / without: %.2f x and %.2f x'
+              % (_series(h_answered), _series(h_cached),
+                 _cpu_per_request(args.many, h_floor_cpu, h_put_cpu),
+                 median(answered) / median(h_answered), median(cached) / median(h_cached)))
         bare, bare_cpu = _bare_rounds(os.path.join(directory, 'many-%d-bare' % workers),
                                       workers, args.many, rounds)
         print('    gunicorn alone (the same settings, an application that does nothing), '

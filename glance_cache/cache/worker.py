@@ -38,10 +38,9 @@ LOG = logging.getLogger(__name__)
 LOCK_FILE = 'worker.lock'
 PROGRESS_INTERVAL = 0.5
 # While new jobs queue up faster than they start (a burst of PUTs), the next
-# start waits for a pause this long between them...
+# start waits for a pause this long between them, for at most
+# [cache] burst_max_hold.
 BURST_GAP = 0.02
-# ...but never longer than this.
-BURST_MAX_HOLD = 0.25
 
 
 class BurstHold:
@@ -53,11 +52,12 @@ class BurstHold:
     longer both to answer 1,000 PUTs and to cache the images when fills
     started among them (doc/source/caching.rst has the figures). So once
     two or more new jobs arrived since the last start, the next one waits
-    until none has arrived for ``gap``, for at most ``max_hold`` at a time.
-    A lone PUT, or PUTs each started before the next comes, start at once.
+    until none has arrived for ``gap``, for at most ``max_hold`` at a time
+    (0: never). A lone PUT, or PUTs each started before the next comes,
+    start at once.
     """
 
-    def __init__(self, gap=BURST_GAP, max_hold=BURST_MAX_HOLD, clock=time.monotonic):
+    def __init__(self, max_hold, gap=BURST_GAP, clock=time.monotonic):
         self.gap = gap
         self.max_hold = max_hold
         self._clock = clock
@@ -77,7 +77,7 @@ class BurstHold:
 
     def delay(self, since):
         """Seconds to wait before the next start, held since ``since``; 0 to go now."""
-        if self._waiting < 2:
+        if self._waiting < 2 or not self.max_hold:
             return 0.0
         now = self._clock()
         delay = min(self._last + self.gap - now, since + self.max_hold - now)
@@ -112,7 +112,7 @@ class CacheWorker:
         self._running_lock = threading.Lock()
         self._threads = []
         self._wake_sock = None
-        self.burst = BurstHold()
+        self.burst = BurstHold(cc.burst_max_hold)
         # Called, without arguments, in the process that wins the election.
         self.on_elected = []
 

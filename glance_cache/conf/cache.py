@@ -63,6 +63,13 @@ cache_opts = [
                  help='Seconds between the caching worker\'s looks at the queue when no '
                       'wake-up reached it (work queued by another process of the node), and '
                       'between a standby process\'s attempts to become the worker.'),
+    cfg.FloatOpt('burst_max_hold', default=0.25, min=0.0,
+                 help='While a burst of new jobs arrives (two or more queued since the '
+                      'caching worker last started one), the next start waits until none '
+                      'has come for 20 ms, for at most this many seconds at a time: the '
+                      'requests of the burst are answered sooner, and the images cached '
+                      'sooner too, than with fills started among them. A lone job always '
+                      'starts at once. 0 starts every job at once.'),
 ]
 
 removed_opts = [

@@ -20,7 +20,7 @@ def clock():
 
 @pytest.fixture
 def hold(clock):
-    return BurstHold(gap=0.02, max_hold=0.25, clock=clock)
+    return BurstHold(0.25, gap=0.02, clock=clock)
 
 
 def test_nothing_queued_or_a_lone_job_starts_at_once(hold, clock):
@@ -75,3 +75,10 @@ def test_a_burst_without_end_holds_no_start_longer_than_max_hold(hold, clock):
     hold.arrived()
     hold.arrived()
     assert hold.delay(clock.now) == pytest.approx(0.02)
+
+
+def test_a_max_hold_of_zero_holds_nothing(clock):
+    hold = BurstHold(0, gap=0.02, clock=clock)
+    for _ in range(10):
+        hold.arrived()
+    assert hold.delay(clock.now) == 0
