@@ -48,32 +48,40 @@ class BurstHold:
 
     A process's threads share one interpreter lock. A fill started in the
     middle of a burst of PUTs takes its turns with the requests still
-    arriving, and both go slower than one after the other: a node took
-    longer both to answer 1,000 PUTs and to cache the images when fills
-    started among them (doc/source/caching.rst has the figures). So once
-    two or more new jobs arrived since the last start, the next one waits
-    until none has arrived for ``gap``, for at most ``max_hold`` at a time
-    (0: never). A lone PUT, or PUTs each started before the next comes,
-    start at once.
+    arriving: a node took longer to answer 1,000 PUTs with fills started
+    among them, and no less time to cache the images (doc/source/caching.rst
+    has the figures). So while
+    two or more new jobs wait to start, the next one waits until none has
+    arrived for ``gap``, for at most ``max_hold`` at a time (0: never). A
+    lone PUT, or PUTs each started before the next comes, start at once.
     """
 
     def __init__(self, max_hold, gap=BURST_GAP, clock=time.monotonic):
         self.gap = gap
         self.max_hold = max_hold
         self._clock = clock
-        # Updated by request threads without a lock: a lost count only makes
-        # a burst look smaller.
+        self._lock = threading.Lock()
+        # New jobs not started yet, as far as arrivals and starts tell: a
+        # wake-up lost between processes only makes a burst look smaller,
+        # and an empty queue sets the count right again.
         self._waiting = 0
         self._last = float('-inf')
 
     def arrived(self):
         """A new job was queued (here or by another process of the node)."""
-        self._last = self._clock()
-        self._waiting += 1
+        with self._lock:
+            self._last = self._clock()
+            self._waiting += 1
 
-    def starting(self):
-        """The drainer is taking the next job."""
-        self._waiting = 0
+    def started(self):
+        """A drainer took a job."""
+        with self._lock:
+            self._waiting = max(self._waiting - 1, 0)
+
+    def idle(self):
+        """A drainer found no job due."""
+        with self._lock:
+            self._waiting = 0
 
     def delay(self, since):
         """Seconds to wait before the next start, held since ``since``; 0 to go now."""
@@ -230,13 +238,13 @@ class CacheWorker:
     def _drain(self):
         while not self._stopping.is_set():
             self._await_lull()
-            self.burst.starting()
             try:
                 record, next_due = self.jobs.claim()
             except Exception:
                 LOG.exception('Reading the caching queue failed; retrying')
                 record, next_due = None, None
             if record is None:
+                self.burst.idle()
                 timeout = self.poll_interval
                 if next_due is not None:
                     timeout = min(max(next_due - time.time(), 0.001), timeout)
@@ -245,6 +253,7 @@ class CacheWorker:
                 except queue.Empty:
                     pass
                 continue
+            self.burst.started()
             try:
                 self._process(record)
             except Exception as exc:

@@ -64,11 +64,11 @@ cache_opts = [
                       'wake-up reached it (work queued by another process of the node), and '
                       'between a standby process\'s attempts to become the worker.'),
     cfg.FloatOpt('burst_max_hold', default=0.25, min=0.0,
-                 help='While a burst of new jobs arrives (two or more queued since the '
-                      'caching worker last started one), the next start waits until none '
-                      'has come for 20 ms, for at most this many seconds at a time: the '
-                      'requests of the burst are answered sooner, and the images cached '
-                      'sooner too, than with fills started among them. A lone job always '
+                 help='While a burst of new jobs arrives (two or more waiting to start), '
+                      'the caching worker\'s next start waits until none has come for '
+                      '20 ms, for at most this many seconds at a time: the '
+                      'requests of the burst are answered sooner than with fills started '
+                      'among them, and the images cached no later. A lone job always '
                       'starts at once. 0 starts every job at once.'),
 ]
 

@@ -33,7 +33,7 @@ def test_jobs_that_each_start_before_the_next_arrives_are_not_held(hold, clock):
     for _ in range(5):
         hold.arrived()
         assert hold.delay(clock.now) == 0
-        hold.starting()
+        hold.started()
         clock.now += 0.001
 
 
@@ -70,11 +70,33 @@ def test_a_burst_without_end_holds_no_start_longer_than_max_hold(hold, clock):
     clock.now = since + 0.25
     hold.arrived()
     assert hold.delay(since) == 0
-    # The next job's hold counts from when the drainer came back for it.
-    hold.starting()
-    hold.arrived()
+    # That start leaves the rest of the burst waiting, and the next hold
+    # counts from when a drainer came back for a job.
+    hold.started()
     hold.arrived()
     assert hold.delay(clock.now) == pytest.approx(0.02)
+
+
+def test_one_start_among_many_waiting_keeps_the_others_held(hold, clock):
+    """With several draining threads, one let go by max_hold does not let go the rest."""
+    for _ in range(5):
+        hold.arrived()
+    hold.started()
+    hold.started()
+    assert hold.delay(clock.now) == pytest.approx(0.02)
+    hold.started()
+    hold.started()
+    assert hold.delay(clock.now) == 0
+
+
+def test_an_empty_queue_resets_the_count(hold, clock):
+    """Jobs counted but never started (removed before their turn) do not
+    make the next lone one wait."""
+    hold.arrived()
+    hold.arrived()
+    hold.idle()
+    hold.arrived()
+    assert hold.delay(clock.now) == 0
 
 
 def test_a_max_hold_of_zero_holds_nothing(clock):
