@@ -49,7 +49,7 @@ class BurstHold:
     A process's threads share one interpreter lock. A fill started in the
     middle of a burst of PUTs takes its turns with the requests still
     arriving: a node took longer to answer 1,000 PUTs with fills started
-    among them, and no less time to cache the images (doc/source/caching.rst
+    among them, and about as long to cache the images (doc/source/caching.rst
     has the figures). So while
     two or more new jobs wait to start, the next one waits until none has
     arrived for ``gap``, for at most ``max_hold`` at a time (0: never). A

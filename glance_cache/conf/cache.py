@@ -68,7 +68,7 @@ cache_opts = [
                       'the caching worker\'s next start waits until none has come for '
                       '20 ms, for at most this many seconds at a time: the '
                       'requests of the burst are answered sooner than with fills started '
-                      'among them, and the images cached no later. A lone job always '
+                      'among them, and the images cached about as soon. A lone job always '
                       'starts at once. 0 starts every job at once.'),
 ]
 
