@@ -514,15 +514,11 @@ def _many_on(node, count):
     return floor, accepted, max(finished) - first, floor_cpu, put_cpu
 
 
-def _many_rounds(node, count, rounds):
-    """(floors, answered, cached, floor CPU, PUT CPU): the figures of ``rounds`` runs of _many_on,
-    one after another on ``node``, each as a tuple over the rounds."""
-    return tuple(zip(*(_many_on(node, count) for _ in range(rounds)), strict=True))
-
-
-def _many_alternating(nodes, count, rounds):
-    """_many_rounds of each of ``nodes``, their rounds taken in turns (so that
-    a change in the machine's speed meets all of them alike)."""
+def _many_rounds(nodes, count, rounds):
+    """For each of ``nodes``, (floors, answered, cached, floor CPU, PUT CPU):
+    the figures of ``rounds`` runs of _many_on, each as a tuple over the
+    rounds; the nodes' rounds are taken in turns, so that a change in the
+    machine's speed meets all of them alike."""
     figures = [[] for _ in nodes]
     for _ in range(rounds):
         for node, mine in zip(nodes, figures, strict=True):
@@ -551,11 +547,12 @@ def part_many(args, directory):
     for workers in (1, os.cpu_count()):
         base = os.path.join(directory, 'many-%d' % workers)
         options = {'DEFAULT': {'workers': str(workers)}}
-        nodes = [common.start_node(base, options),
-                 common.start_node(base + '-no-hold', dict(options,
-                                                           cache={'burst_max_hold': '0'}))]
+        nodes = []
         try:
-            ours, no_hold = _many_alternating(nodes, args.many, rounds)
+            nodes.append(common.start_node(base, options))
+            nodes.append(common.start_node(base + '-no-hold',
+                                           dict(options, cache={'burst_max_hold': '0'})))
+            ours, no_hold = _many_rounds(nodes, args.many, rounds)
         finally:
             for node in nodes:
                 node.stop()
@@ -580,7 +577,7 @@ def part_many(args, directory):
               % (args.many, _series(bare), _per_request(args.many, bare_cpu),
                  median(floors) / median(bare), median(answered) / median(bare)))
         figures = on_glance(args, os.path.join(directory, 'many-%d-glance' % workers),
-                            lambda glance: _many_rounds(glance, args.many, rounds), workers)
+                            lambda glance: _many_rounds([glance], args.many, rounds)[0], workers)
         if figures is None:
             continue
         g_floors, g_answered, g_cached, g_floor_cpu, g_put_cpu = figures

@@ -50,10 +50,10 @@ class BurstHold:
     middle of a burst of PUTs takes its turns with the requests still
     arriving: a node took longer to answer 1,000 PUTs with fills started
     among them, and about as long to cache the images (doc/source/caching.rst
-    has the figures). So while
-    two or more new jobs wait to start, the next one waits until none has
-    arrived for ``gap``, for at most ``max_hold`` at a time (0: never). A
-    lone PUT, or PUTs each started before the next comes, start at once.
+    has the figures). So while two or more new jobs wait to start, the next
+    one waits until none has arrived for ``gap``, for at most ``max_hold`` at
+    a time (0: never). A lone PUT, or PUTs each started before the next
+    comes, start at once.
     """
 
     def __init__(self, max_hold, gap=BURST_GAP, clock=time.monotonic):
