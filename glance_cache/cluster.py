@@ -18,6 +18,7 @@ A node whose heartbeat is older than ``[cluster] node_timeout`` is down.
 """
 
 import datetime
+import functools
 import logging
 import queue
 import threading
@@ -300,9 +301,9 @@ class ClusterMember(cache_module.CacheListener):
                 over_budget = (record['last_error'] or '').startswith('over the pin budget')
                 if not over_budget and now - (record['finished_at'] or 0) < self.pin_retry_delay:
                     continue
-            self.jobs.enqueue(image_id, size)
-            job_queue.log_transition(LOG, logging.INFO, image_id, record and record['state'],
-                                     job_queue.QUEUED, pinned=True, size=size)
+            self.jobs.enqueue(image_id, size, announce=functools.partial(
+                job_queue.log_transition, LOG, logging.INFO, image_id,
+                record and record['state'], job_queue.QUEUED, pinned=True, size=size))
 
 
 def epoch(value):

@@ -9,6 +9,7 @@ only, unless the request names target nodes with ``?nodes=all`` or
 and the answer lists each node's outcome.
 """
 
+import functools
 import json
 import logging
 import operator
@@ -144,10 +145,9 @@ def queue_here(req, image_id):
         raise errors.InvalidImageState(
             'Only active images can be cached; image %s is %s' % (image_id, image['status']))
     if svc.cache.get(image_id) is None:
-        record, added = svc.jobs.enqueue(image_id, image['size'])
-        if added:
-            job_queue.log_transition(LOG, logging.INFO, image_id, None, job_queue.QUEUED,
-                                     size=image['size'], by=ctx.user_id)
+        svc.jobs.enqueue(image_id, image['size'], announce=functools.partial(
+            job_queue.log_transition, LOG, logging.INFO, image_id, None, job_queue.QUEUED,
+            size=image['size'], by=ctx.user_id))
     return common.empty_response(202)
 
 

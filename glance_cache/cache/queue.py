@@ -478,12 +478,14 @@ class JobQueue:
         records.sort(key=_QUEUE_ORDER)
         return records
 
-    def enqueue(self, image_id, size):
+    def enqueue(self, image_id, size, announce=None):
         """Queue ``image_id`` unless it is queued or caching already.
 
         Returns ``(record, added)``. A failed record, or a cached one whose
         entry has left the cache (the caller checks the cache first), is
-        queued afresh.
+        queued afresh. ``announce()``, if given, is called when the record
+        was added, before the drainer is woken: what it logs comes
+        before the drainer's own lines about the job.
 
         Takes no lock: the new record is written aside and hard-linked into
         place, and the link fails if a pending record is there already. So
@@ -511,6 +513,8 @@ class JobQueue:
         _unlink(self._path(image_id, CACHED))
         _unlink(self._path(image_id, FAILED))
         self._track(record)
+        if announce is not None:
+            announce()
         self.wake()
         return record, True
 

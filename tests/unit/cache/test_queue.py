@@ -66,6 +66,17 @@ def test_a_repeated_enqueue_adds_nothing(jobs):
     assert drain(jobs) == [image_id]
 
 
+def test_a_new_job_is_announced_before_the_drainer_is_woken_and_only_then(jobs):
+    """So that the queuing log line comes before any line of the drainer's."""
+    events = []
+    jobs.local_wakeup = lambda: events.append('woken')
+    image_id = new_id()
+    jobs.enqueue(image_id, 10, announce=lambda: events.append('announced'))
+    assert events == ['announced', 'woken']
+    jobs.enqueue(image_id, 10, announce=lambda: events.append('announced again'))
+    assert events == ['announced', 'woken']
+
+
 def test_records_of_another_process_are_claimed_once_it_says_so(jobs, other, monkeypatch):
     monkeypatch.setattr(job_queue, 'LIST_INTERVAL', 3600.0)
     mine = new_id()
