@@ -2,6 +2,8 @@
 
 from oslo_config import cfg
 
+from glance_cache.conf import groups
+
 cache_group = cfg.OptGroup('cache', title='Node-local image cache')
 
 cache_opts = [
@@ -80,8 +82,7 @@ removed_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(cache_group)
-    conf.register_opts(cache_opts, group=cache_group)
+    groups.register(conf, cache_group, cache_opts)
     conf.register_opts(removed_opts)
 
 

@@ -2,6 +2,8 @@
 
 from oslo_config import cfg
 
+from glance_cache.conf import groups
+
 cluster_group = cfg.OptGroup('cluster', title='Several nodes sharing one database and store')
 
 cluster_opts = [
@@ -24,8 +26,7 @@ cluster_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(cluster_group)
-    conf.register_opts(cluster_opts, group=cluster_group)
+    groups.register(conf, cluster_group, cluster_opts)
 
 
 def list_opts():

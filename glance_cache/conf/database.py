@@ -2,6 +2,8 @@
 
 from oslo_config import cfg
 
+from glance_cache.conf import groups
+
 database_group = cfg.OptGroup('database', title='Metadata database')
 
 database_opts = [
@@ -18,8 +20,7 @@ database_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(database_group)
-    conf.register_opts(database_opts, group=database_group)
+    groups.register(conf, database_group, database_opts)
 
 
 def list_opts():

@@ -2,6 +2,8 @@
 
 from oslo_config import cfg
 
+from glance_cache.conf import groups
+
 metrics_group = cfg.OptGroup('metrics', title='Prometheus metrics')
 
 metrics_opts = [
@@ -19,8 +21,7 @@ metrics_opts = [
 
 
 def register_opts(conf):
-    conf.register_group(metrics_group)
-    conf.register_opts(metrics_opts, group=metrics_group)
+    groups.register(conf, metrics_group, metrics_opts)
 
 
 def list_opts():
