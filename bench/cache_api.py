@@ -1,7 +1,8 @@
 """Latency and throughput of the cache API on one node.
 
     .venv/bin/python bench/cache_api.py [--small 100] [--many 1000 [--many-rounds 1]]
-                                        [--listing 10000] [--fill-mib 2048] [--skip PART ...]
+                                        [--listing 10000] [--fill-mib 2048 [--busy-rounds 1]]
+                                        [--skip PART ...]
                                         [--glance VENV [--glance-listing 1000]]
 
 Parts, each on a fresh node:
@@ -21,8 +22,12 @@ busy     GET /v2/cache latency on an idle node (as long as a fill alone
          fill's time alone and while GET /v2/cache is polled back to back,
          against the same for the fill's work without the node (cp, and
          md5sum and sha512sum at the digests' niceness, bound to that CPU).
-         Twice: with the default [cache] fill_cpu_reserve (background fills
-         keep a CPU free for requests) and with 0 (fills on every CPU).
+         On three nodes: with the defaults (background fills keep a CPU free
+         for requests, and the kernel copies the image from the file store),
+         with [cache] kernel_copy = false (the fill's bytes pass through the
+         server process) and with fill_cpu_reserve = 0 (fills on every CPU);
+         with --busy-rounds N, N fills alone and N polled on each, the nodes
+         taking turns, and the ratios of the medians.
 many     --many images queued from 4 client threads: time until every PUT
          was answered, and until all are cached, from the first PUT; with
          one server process (the default) and with one per core. The
@@ -320,99 +325,108 @@ def _fill_work_seconds(source, cpu, node=None):
             os.unlink(source + '.copy')
 
 
-def _busy_on(args, node_dir, source, options, reference):
-    """(idle, during the fill, the references or None, fill alone, fill polled,
-    (CPU, its work alone, its work polled) or None)."""
-    node = common.start_node(node_dir, {
-        'cache': dict({'max_size': str(4 * args.fill_mib * common.MIB)}, **options)})
-    try:
-        image = common.upload(node, source)
-        # The references for the figure during the fill: the same work done
-        # by other processes. On a machine with few cores the listing's tail
-        # then reflects what they take from it, not the node.
-        references = fill_work = None
-        if reference:
-            fill_cpu = max(os.sched_getaffinity(0))
-            references = [
-                ('md5sum and sha512sum hash the image in other processes',
-                 _while_running(HASHING, source, lambda: _sample_list(node))),
-                ('cp copies the image in another process, bound to CPU %d' % fill_cpu,
-                 _while_running(COPYING, source, lambda: _sample_list(node), {fill_cpu})),
-                ('a loop that does nothing spins in another process, bound to CPU %d'
-                 % fill_cpu,
-                 _while_running(SPINNING, source, lambda: _sample_list(node), {fill_cpu}))]
-            # And for the fill's time while polled: its work without the
-            # node (the first run untimed, as for the fill).
-            _fill_work_seconds(source, fill_cpu)
-            fill_work = (fill_cpu, _fill_work_seconds(source, fill_cpu),
-                         _fill_work_seconds(source, fill_cpu, node))
+def _busy_references(node, source):
+    """The listing's tail while the fill's work runs without the node, and that
+    work's time alone and while GET /v2/cache is polled: (references,
+    (CPU, its work alone, its work polled))."""
+    # On a machine with few cores the listing's tail then reflects what they
+    # take from it, not the node.
+    fill_cpu = max(os.sched_getaffinity(0))
+    references = [
+        ('md5sum and sha512sum hash the image in other processes',
+         _while_running(HASHING, source, lambda: _sample_list(node))),
+        ('cp copies the image in another process, bound to CPU %d' % fill_cpu,
+         _while_running(COPYING, source, lambda: _sample_list(node), {fill_cpu})),
+        ('a loop that does nothing spins in another process, bound to CPU %d' % fill_cpu,
+         _while_running(SPINNING, source, lambda: _sample_list(node), {fill_cpu}))]
+    # The first run untimed, as for the fill.
+    _fill_work_seconds(source, fill_cpu)
+    return references, (fill_cpu, _fill_work_seconds(source, fill_cpu),
+                        _fill_work_seconds(source, fill_cpu, node))
 
-        def fill(latencies=None):
-            """The fill's seconds; with ``latencies``, GET /v2/cache polled meanwhile."""
-            node.request('DELETE', '/v2/cache/%s' % image['id'])
-            common.timed('sync')
-            with _polled(node, latencies):
-                queue(requests, node, image['id'])
-                job = common.wait_cached(node, image['id'], timeout=3600,
-                                         interval=FILL_POLL)
-            return job['finished_at'] - job['started_at']
 
-        idle, busy, alone, polled = _filled(node, fill)
-    finally:
-        node.stop()
-    return idle, busy, references, alone, polled, fill_work
+def _node_fill(node, image):
+    """A function timing one fill of ``image`` on ``node`` by its job record;
+    with ``latencies``, GET /v2/cache polled meanwhile."""
+    def fill(latencies=None):
+        node.request('DELETE', '/v2/cache/%s' % image['id'])
+        common.timed('sync')
+        with _polled(node, latencies):
+            queue(requests, node, image['id'])
+            job = common.wait_cached(node, image['id'], timeout=3600, interval=FILL_POLL)
+        return job['finished_at'] - job['started_at']
+    return fill
+
+
+# The busy part's nodes: the default, then with the fills' bytes through the
+# server process instead of the kernel's copy, then with fills on every CPU.
+BUSY_CONFIGURATIONS = (
+    ('fill_cpu_reserve = default', {}),
+    ('kernel_copy = false (each MiB through the server process)', {'kernel_copy': 'false'}),
+    ('fill_cpu_reserve = 0', {'fill_cpu_reserve': '0'}))
 
 
 def part_busy(args, directory):
     work = os.path.join(directory, 'busy')
     os.makedirs(work)
     source = common.make_file(os.path.join(work, 'source.img'), args.fill_mib)
-    print('[busy] %d MiB fill; GET /v2/cache back to back; %d CPUs'
-          % (args.fill_mib, len(os.sched_getaffinity(0))))
-    # The default (background fills keep a CPU free for requests), then
-    # fills on every CPU.
-    configurations = (('fill_cpu_reserve = default', {}),
-                      ('fill_cpu_reserve = 0', {'fill_cpu_reserve': '0'}))
-    for i, (label, options) in enumerate(configurations):
-        idle, busy, references, alone, polled, fill_work = _busy_on(
-            args, os.path.join(work, 'node-%d' % i), source, options, reference=i == 0)
+    rounds = args.busy_rounds
+    print('[busy] %d MiB fill; GET /v2/cache back to back; %d CPUs%s'
+          % (args.fill_mib, len(os.sched_getaffinity(0)),
+             '' if rounds == 1 else '; %d rounds on each node, taken in turns' % rounds))
+    nodes = []
+    try:
+        for i, (_, options) in enumerate(BUSY_CONFIGURATIONS):
+            node = common.start_node(os.path.join(work, 'node-%d' % i), {
+                'cache': dict({'max_size': str(4 * args.fill_mib * common.MIB)}, **options)})
+            nodes.append(node)
+        fills = [_node_fill(node, common.upload(node, source)) for node in nodes]
+        references, fill_work = _busy_references(nodes[0], source)
+        figures = _filled_rounds(nodes, fills, rounds)
+    finally:
+        for node in nodes:
+            node.stop()
+    median = statistics.median
+    for i, ((label, _), (idle, busy, alone, polled)) in enumerate(
+            zip(BUSY_CONFIGURATIONS, figures, strict=True)):
         print('  %s' % label)
-        print('    GET /v2/cache p99: idle %s (%d requests), during the fill %s '
-              '(%d requests): %.2f x' % (ms(percentile(idle, 0.99)), len(idle),
-                                         ms(percentile(busy, 0.99)), len(busy),
-                                         percentile(busy, 0.99) / percentile(idle, 0.99)))
-        for what, latencies in references or ():
+        _print_busy(idle, busy, alone, polled)
+        if i:
+            continue
+        for what, latencies in references:
             print('    GET /v2/cache p99 while %s: %s (%d requests): %.2f x idle; the '
                   'fill\'s = %.2f x this'
                   % (what, ms(percentile(latencies, 0.99)), len(latencies),
                      percentile(latencies, 0.99) / percentile(idle, 0.99),
                      percentile(busy, 0.99) / percentile(latencies, 0.99)))
-        print('    fill: alone %.2f s, while polled %.2f s: %.2f x' % (alone, polled,
-                                                                     polled / alone))
-        if fill_work:
-            cpu, work_alone, work_polled = fill_work
-            print('    reference: cp, and md5sum and sha512sum at niceness %d, of the image, '
-                  'bound to CPU %d: alone %.2f s, while polled %.2f s: %.2f x; the fill\'s '
-                  '= %.2f x this'
-                  % (hashing.DIGEST_NICENESS, cpu, work_alone, work_polled,
-                     work_polled / work_alone,
-                     (polled / alone) / (work_polled / work_alone)))
+        cpu, work_alone, work_polled = fill_work
+        print('    reference: cp, and md5sum and sha512sum at niceness %d, of the image, '
+              'bound to CPU %d: alone %.2f s, while polled %.2f s: %.2f x; the fill\'s '
+              '= %.2f x this'
+              % (hashing.DIGEST_NICENESS, cpu, work_alone, work_polled,
+                 work_polled / work_alone,
+                 (median(polled) / median(alone)) / (work_polled / work_alone)))
     figures = on_glance(args, os.path.join(work, 'glance'),
-                        lambda glance: _busy_glance(glance, source))
+                        lambda glance: _busy_glance(glance, source, rounds))
     if figures is not None:
-        idle, busy, alone, polled = figures
-        print('  Glance, the same way')
-        print('    GET /v2/cache p99: idle %s (%d requests), during the fill %s '
-              '(%d requests): %.2f x' % (ms(percentile(idle, 0.99)), len(idle),
-                                         ms(percentile(busy, 0.99)), len(busy),
-                                         percentile(busy, 0.99) / percentile(idle, 0.99)))
-        print('    fill (from the PUT): alone %.2f s, while polled %.2f s: %.2f x'
-              % (alone, polled, polled / alone))
+        print('  Glance, the same way (the fills timed from the PUT)')
+        _print_busy(*figures)
     os.unlink(source)
 
 
-def _busy_glance(glance, source):
-    """(idle, during the fill, fill alone, fill polled) on a GlanceNode."""
+def _print_busy(idle, busy, alone, polled):
+    """Print the listing's p99 idle and during the fills, and the fills' times."""
+    median = statistics.median
+    print('    GET /v2/cache p99: idle %s (%d requests), during the fill %s '
+          '(%d requests): %.2f x' % (ms(percentile(idle, 0.99)), len(idle),
+                                     ms(percentile(busy, 0.99)), len(busy),
+                                     percentile(busy, 0.99) / percentile(idle, 0.99)))
+    print('    fill: alone %s, while polled %s: %.2f x'
+          % (_series(alone), _series(polled), median(polled) / median(alone)))
+
+
+def _busy_glance(glance, source, rounds):
+    """(idle, during the fills, fills alone, fills polled) on a GlanceNode."""
     image = common.upload(glance, source)
 
     def fill(latencies=None):
@@ -425,28 +439,35 @@ def _busy_glance(glance, source):
             queue(requests, glance, image['id'])
             return glance.wait_cached(image['id'], interval=FILL_POLL) - started
 
-    return _filled(glance, fill)
+    return _filled_rounds([glance], [fill], rounds)[0]
 
 
-def _filled(node, fill):
-    """(idle, during the fill, fill alone, fill polled) of ``fill(latencies=None)``.
+def _filled_rounds(nodes, fills, rounds):
+    """For each node, (idle, during the fills, fills alone, fills polled) of its
+    ``fill(latencies=None)``, over ``rounds`` rounds taken in turns.
 
-    One fill first, untimed: the two timed ones then start from the same
+    One fill on each first, untimed: the timed ones then start from the same
     state (the upload's data written back, the first fill's one-off costs
-    paid). The idle listing is sampled as long as the fill alone took (3 s
+    paid). In each round, each node's fill runs alone, then with the listing
+    polled; the idle listing is sampled as long as the fill alone took (3 s
     at least), half just before and half just after the polled fill: its
     tail then rests on about as many requests, from about the same minutes,
     as the tail during the fill (on a shared machine a 3 s sample moved by
-    2 x from one run to the next).
+    2 x from one run to the next). Taking the rounds in turns spreads the
+    machine's changes of speed over the nodes alike.
     """
-    fill()
-    alone = fill()
-    half = max(alone, IDLE_SECONDS) / 2
-    idle = _sample_list(node, half)
-    busy = []
-    polled = fill(busy)
-    idle += _sample_list(node, half)
-    return idle, busy, alone, polled
+    for fill in fills:
+        fill()
+    figures = [([], [], [], []) for _ in nodes]
+    for _ in range(rounds):
+        for node, fill, (idle, busy, alone, polled) in zip(nodes, fills, figures,
+                                                          strict=True):
+            alone.append(fill())
+            half = max(alone[-1], IDLE_SECONDS) / 2
+            idle += _sample_list(node, half)
+            polled.append(fill(busy))
+            idle += _sample_list(node, half)
+    return figures
 
 
 def _burst(server, request, items):
@@ -695,6 +716,9 @@ def main():
                         help='bursts of --many images on each node of the many part, one '
                              'after another (each after the last is cached); the ratios '
                              'are of the medians')
+    parser.add_argument('--busy-rounds', type=int, default=1,
+                        help='fills alone and polled on each node of the busy part, in '
+                             'turns; the ratios are of the medians')
     parser.add_argument('--listing', type=int, default=10000)
     parser.add_argument('--fill-mib', type=int, default=2048)
     parser.add_argument('--skip', nargs='*', default=[], choices=PARTS)
@@ -705,8 +729,8 @@ def main():
                         help='cached entries for the listing part on Glance (and on this '
                              'node again, to compare)')
     args = parser.parse_args()
-    if args.many_rounds < 1:
-        parser.error('--many-rounds must be 1 or more')
+    if args.many_rounds < 1 or args.busy_rounds < 1:
+        parser.error('--many-rounds and --busy-rounds must be 1 or more')
     if args.glance:
         _glance.check_venv(args.glance)
     directory = common.workdir('gc-bench-cache-api-')

@@ -9,6 +9,7 @@ import logging
 
 import glance_store
 from glance_store import exceptions as store_exc
+from glance_store._drivers import filesystem
 
 from glance_cache import errors
 
@@ -75,6 +76,24 @@ class ImageStore:
                 return _byte_range(data, offset, length), size
         except store_exc.NotFound:
             raise StoreDataMissing('The image data is missing from the store') from None
+
+    @staticmethod
+    def local_descriptor(data):
+        """The descriptor of the local file behind ``data``, or None.
+
+        ``data`` is what ``get`` returned. For the whole of an image in the
+        filesystem store it is glance_store's reader over the file it opened,
+        nothing read yet: the descriptor is then at the first byte, and a
+        fill may copy the file from there without passing its bytes through
+        Python. Closing ``data`` closes the descriptor. None for other stores,
+        a byte range, or data already read from.
+        """
+        if type(data) is not filesystem.ChunkedFile or data.partial:
+            return None
+        fp = getattr(data, 'fp', None)
+        if fp is None or fp.closed or fp.tell() != 0:
+            return None
+        return fp.fileno()
 
     def delete(self, location):
         """Delete the data at ``location``; data already gone is not an error.

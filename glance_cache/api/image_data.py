@@ -255,7 +255,8 @@ def _follow_fill(svc, image):
         return None
     if started:
         location = image['location']
-        threading.Thread(target=job.run, args=(lambda: svc.store.get(location)[0],),
+        threading.Thread(target=job.run,
+                         args=(lambda: svc.store.get(location)[0], svc.store.local_descriptor),
                          name='fill-%s' % image['id'], daemon=True).start()
     return job.follow(cache.chunk_size)
 

@@ -121,6 +121,7 @@ class ImageCache:
         self.low_watermark = int(cache_conf.max_size * cache_conf.low_watermark)
         self.stall_time = cache_conf.stall_time
         self.chunk_size = cache_conf.chunk_size
+        self.kernel_copy = cache_conf.kernel_copy
         self.driver = drivers.load(cache_conf.driver, self.dir)
         self._lock = threading.Lock()
         self._readers = collections.Counter()

@@ -174,7 +174,9 @@ class HashPipeline:
     """Size, MD5 and the image's multihash of a fill; see the module docstring.
 
     ``update(chunk)`` is called once ``chunk`` is written to the file open
-    as ``fd`` (the process digests read it from there).
+    as ``fd`` (the process digests read it from there); ``advance(count)``
+    instead, where they all do, once bytes are in the file that the caller
+    never held.
     """
 
     def __init__(self, multihash_algo, expected_size=None, fd=None,
@@ -198,8 +200,25 @@ class HashPipeline:
             self.abort()
             raise
 
+    @property
+    def reads_file(self):
+        """Whether every digest reads the data back from the file, so that
+        ``advance`` can stand for ``update``."""
+        return all(isinstance(digest, _ProcessDigest) for digest in self._digests.values())
+
     def update(self, chunk):
-        self.size += len(chunk)
+        """``chunk`` has been written to the file."""
+        self._grow(len(chunk), chunk)
+
+    def advance(self, count):
+        """``count`` more bytes are in the file, written without passing through
+        the caller (only where ``reads_file``)."""
+        if not self.reads_file:
+            raise ValueError('these digests need the bytes themselves')
+        self._grow(count, None)
+
+    def _grow(self, count, chunk):
+        self.size += count
         try:
             for digest in self._digests.values():
                 digest.update(chunk, self.size)

@@ -315,9 +315,10 @@ class CacheWorker:
                 raise _Permanent(exc.message) from None
             raise
         if started:
-            location = image['location']
+            location, store = image['location'], self.store
             job.commit_guard = functools.partial(self._still_wanted, image['id'])
-            threading.Thread(target=job.run, args=(lambda: self.store.get(location)[0],),
+            threading.Thread(target=job.run,
+                             args=(lambda: store.get(location)[0], store.local_descriptor),
                              name='fill-%s' % image['id'], daemon=True).start()
         return job
 

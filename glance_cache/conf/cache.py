@@ -35,6 +35,14 @@ cache_opts = [
                     'the others as failed. Defaults to half of max_size; at most max_size.'),
     cfg.IntOpt('chunk_size', default=1024 * 1024, min=4096,
                help='Bytes per read when filling the cache and serving from it.'),
+    cfg.BoolOpt('kernel_copy', default=True,
+                help='Let the kernel copy images of 8 MiB or more from the filesystem store '
+                     'into the cache (copy_file_range, or sendfile between file systems it '
+                     'cannot copy across), rather than passing their bytes through the '
+                     'server process. Either way the cache\'s file is hashed and verified '
+                     'before it is served. Turn it off on a file system whose '
+                     'copy_file_range is not to be trusted (some network and FUSE file '
+                     'systems), or to compare the two.'),
     cfg.IntOpt('worker_threads', default=1, min=1,
                help='Images the caching worker fills at the same time.'),
     cfg.IntOpt('fill_cpu_reserve', default=1, min=0,

@@ -25,6 +25,15 @@ def image_for(data, image_id):
             'status': 'active'}
 
 
+def cached_bytes(cache, image_id):
+    """The committed entry of ``image_id`` in ``cache``, read whole."""
+    cached = cache.open(image_id)
+    try:
+        return cached.read()
+    finally:
+        cached.close()
+
+
 @pytest.fixture(params=['sqlite', 'xattr'])
 def driver_name(request):
     return request.param

@@ -203,3 +203,28 @@ def test_a_large_fill_commits(cache_factory):
         assert hashlib.sha512(cached.read()).hexdigest() == image['os_hash_value']
     finally:
         cached.close()
+
+
+@pytest.mark.parametrize('expected_size, with_fd, reads_file', [
+    (BIG, True, True), (None, True, True), (BIG, False, False), (1000, True, False)])
+def test_only_digests_that_read_the_file_can_advance_without_the_bytes(
+        tmp_path, expected_size, with_fd, reads_file):
+    data = os.urandom(expected_size or BIG)
+    path = tmp_path / 'incomplete'
+    path.write_bytes(data)
+    read_fd = os.open(path, os.O_RDONLY)
+    try:
+        pipeline = hashing.HashPipeline('sha512', expected_size,
+                                        read_fd if with_fd else None)
+        assert pipeline.reads_file is reads_file
+        if not reads_file:
+            with pytest.raises(ValueError):
+                pipeline.advance(len(data))
+            pipeline.abort()
+            return
+        pipeline.advance(len(data) - 5)
+        pipeline.advance(5)
+        assert pipeline.finish() == (len(data), hashlib.md5(data).hexdigest(),
+                                     hashlib.sha512(data).hexdigest())
+    finally:
+        os.close(read_fd)

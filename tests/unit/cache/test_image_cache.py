@@ -9,7 +9,7 @@ import pytest
 from glance_cache import cache as cache_module
 from glance_cache import errors
 from glance_cache.cache import fill
-from tests.unit.cache.conftest import image_for
+from tests.unit.cache.conftest import cached_bytes, image_for
 
 
 def _fill(cache, data, image_id=None, chunk=1000, source=None):
@@ -20,20 +20,12 @@ def _fill(cache, data, image_id=None, chunk=1000, source=None):
     return job
 
 
-def _read(cache, image_id):
-    cached = cache.open(image_id)
-    try:
-        return cached.read()
-    finally:
-        cached.close()
-
-
 def test_fill_commits_verified_data(cache_factory):
     cache = cache_factory()
     data = os.urandom(10_000)
     job = _fill(cache, data)
     assert job.state == job.DONE and job.bytes_done == len(data)
-    assert _read(cache, job.image_id) == data
+    assert cached_bytes(cache, job.image_id) == data
     entry = cache.get(job.image_id)
     assert entry.size == len(data) and entry.hits == 1
     assert os.listdir(cache.incomplete_dir) == []
@@ -139,7 +131,7 @@ def test_second_begin_joins_the_running_fill(cache_factory):
 def test_eviction_keeps_cache_under_max_size_least_recent_first(cache_factory):
     cache = cache_factory(max_size=10_000, low_watermark=0.5)
     jobs = [_fill(cache, os.urandom(3000)) for _ in range(3)]
-    _read(cache, jobs[0].image_id)          # the oldest becomes the most recent
+    cached_bytes(cache, jobs[0].image_id)   # the oldest becomes the most recent
     newest = _fill(cache, os.urandom(3000))
     remaining = {e.image_id for e in cache.list()}
     assert cache.total_size() <= 10_000
