@@ -88,7 +88,9 @@ class ImageStore:
         Python. Closing ``data`` closes the descriptor. None for other stores,
         a byte range, or data already read from.
         """
-        if type(data) is not filesystem.ChunkedFile or data.partial:
+        # glance_store's reader keeps these attributes to itself: should a
+        # release rename them, fills go back to reading through Python.
+        if type(data) is not filesystem.ChunkedFile or getattr(data, 'partial', True):
             return None
         fp = getattr(data, 'fp', None)
         if fp is None or fp.closed or fp.tell() != 0:
