@@ -123,8 +123,9 @@ def test_where_the_kernel_cannot_copy_the_bytes_go_through_the_fill(
     assert calls == {'copy_file_range': 1, 'sendfile': 1}
 
 
+@pytest.mark.parametrize('failure', [errno.EIO, errno.EINVAL])
 def test_a_copy_that_fails_midway_fails_the_fill_and_leaves_nothing(
-        cache_factory, tmp_path, monkeypatch):
+        cache_factory, tmp_path, monkeypatch, failure):
     cache = cache_factory()
     data = os.urandom(BIG)
     image_store, image = _stored(tmp_path / 'store', data)
@@ -133,14 +134,14 @@ def test_a_copy_that_fails_midway_fails_the_fill_and_leaves_nothing(
     def copy_file_range(*args):
         calls.append(args)
         if len(calls) == 2:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
+            raise OSError(failure, os.strerror(failure))
         return real(*args)
 
     monkeypatch.setattr(os, 'copy_file_range', copy_file_range)
     job = _fill_from(cache, image_store, image)
-    # Not a refusal to start: the fill does not go on another way from a
-    # half-copied file.
-    assert job.state == job.FAILED and os.strerror(errno.EIO) in job.error
+    # Not a refusal to start, whatever the error: the fill does not go on
+    # another way from a half-copied file.
+    assert job.state == job.FAILED and os.strerror(failure) in job.error
     assert len(calls) == 2
     assert cache.get(image['id']) is None
     assert os.listdir(cache.incomplete_dir) == []
