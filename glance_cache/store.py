@@ -9,7 +9,13 @@ import logging
 
 import glance_store
 from glance_store import exceptions as store_exc
-from glance_store._drivers import filesystem
+
+try:
+    # The filesystem driver's reader; private to glance_store, so a release may
+    # move it. Without it fills copy through Python (see local_descriptor).
+    from glance_store._drivers.filesystem import ChunkedFile as _FileReader
+except ImportError:
+    _FileReader = None
 
 from glance_cache import errors
 
@@ -90,7 +96,8 @@ class ImageStore:
         """
         # glance_store's reader keeps these attributes to itself: should a
         # release rename them, fills go back to reading through Python.
-        if type(data) is not filesystem.ChunkedFile or getattr(data, 'partial', True):
+        if _FileReader is None or type(data) is not _FileReader \
+                or getattr(data, 'partial', True):
             return None
         fp = getattr(data, 'fp', None)
         if fp is None or fp.closed or fp.tell() != 0:

@@ -199,12 +199,10 @@ class HashPipeline:
         except BaseException:
             self.abort()
             raise
-
-    @property
-    def reads_file(self):
-        """Whether every digest reads the data back from the file, so that
-        ``advance`` can stand for ``update``."""
-        return all(isinstance(digest, _ProcessDigest) for digest in self._digests.values())
+        # Whether every digest reads the data back from the file, so that
+        # ``advance`` can stand for ``update``.
+        self.reads_file = all(isinstance(digest, _ProcessDigest)
+                              for digest in self._digests.values())
 
     def update(self, chunk):
         """``chunk`` has been written to the file."""
