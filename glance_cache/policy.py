@@ -1,12 +1,19 @@
 """Policy enforcement with oslo.policy, and the image as a policy target."""
 
+import inspect
 import time
+import weakref
 from collections.abc import Mapping
 
 from oslo_config import cfg
 from oslo_policy import policy as oslo_policy
 
 from glance_cache import errors, policies
+
+try:
+    from oslo_policy import _checks  # private: see _remember_check_argspecs
+except ImportError:
+    _checks = None
 
 
 class ImageTarget(Mapping):
@@ -31,6 +38,53 @@ class ImageTarget(Mapping):
 
     def __len__(self):
         return len(self._image)
+
+
+class _RememberedArgspecs:
+    """``inspect`` as oslo.policy's rule evaluation sees it, argument specs remembered.
+
+    oslo.policy asks ``inspect.getfullargspec`` for the arguments of a
+    check's ``__call__`` every time it evaluates the check (to tell the
+    checks that take the rule's name from older ones). That builds a full
+    signature each time, five times per PUT /v2/cache: the largest single
+    cost in a profile of the request. The arguments of a method are fixed
+    when its class is made, so each method's spec is computed once here, the
+    same spec ``inspect`` gives; anything that is not a method is passed
+    through, and so is every other use of the module.
+    """
+
+    def __init__(self, real):
+        self._real = real
+        self._specs = weakref.WeakKeyDictionary()   # function -> its FullArgSpec
+
+    def getfullargspec(self, func):
+        # A bound method's spec is its function's, ``self`` included.
+        function = getattr(func, '__func__', None)
+        if function is None:
+            return self._real.getfullargspec(func)
+        try:
+            return self._specs[function]
+        except (KeyError, TypeError):   # TypeError: cannot be weakly referenced
+            spec = self._real.getfullargspec(func)
+            try:
+                self._specs[function] = spec
+            except TypeError:
+                pass
+            return spec
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def _remember_check_argspecs():
+    """Let oslo.policy's checks compute their argument specs once (idempotent).
+
+    Only where its rule evaluation still uses the ``inspect`` module as
+    this was written against; a release that moved or changed that is left
+    alone, and checks as it does.
+    """
+    if _checks is not None and getattr(_checks, 'inspect', None) is inspect:
+        _checks.inspect = _RememberedArgspecs(inspect)
 
 
 # Seconds between two looks for a changed policy file.
@@ -62,6 +116,7 @@ class Enforcer:
     """The service's policy enforcer: rule defaults registered, errors mapped."""
 
     def __init__(self, conf, reload_interval=RELOAD_INTERVAL, clock=time.monotonic):
+        _remember_check_argspecs()
         self._enforcer = _ThrottledEnforcer(conf, reload_interval, clock)
         self._enforcer.register_defaults(policies.list_rules())
 

@@ -314,3 +314,80 @@ def test_cache_rules_are_admin_only_by_default(enforcer, rule, who):
 def test_every_cache_rule_is_in_that_list():
     from glance_cache.policies import cache as cache_policies
     assert {r.name for r in cache_policies.list_rules()} == set(CACHE_RULES)
+
+
+class _CountingInspect:
+    """The ``inspect`` behind policy's remembered specs, counting getfullargspec."""
+
+    def __init__(self, real):
+        self.real = real
+        self.calls = 0
+
+    def getfullargspec(self, func):
+        self.calls += 1
+        return self.real.getfullargspec(func)
+
+
+def test_check_argspecs_are_computed_once_per_method(enforcer, monkeypatch):
+    from oslo_policy import _checks
+    memo = _checks.inspect
+    assert isinstance(memo, policy._RememberedArgspecs)
+    counting = _CountingInspect(memo._real)
+    monkeypatch.setattr(memo, '_real', counting)
+    monkeypatch.setattr(memo, '_specs', type(memo._specs)())
+    target = policy.ImageTarget(image('public', owner=OTHER))
+    # get_image for a reader of another project walks an or of rules down to
+    # role, generic and project checks: every kind of node evaluated.
+    for _ in range(50):
+        assert enforcer.check(CALLERS['other_reader'], 'get_image', target)
+        assert not enforcer.check(CALLERS['other_reader'], 'cache_image', target)
+    # Once per kind of check evaluated, not once per evaluation (some 500).
+    assert 0 < counting.calls <= 8
+
+
+def test_remembered_specs_are_inspect_s_own():
+    import inspect
+
+    from oslo_policy import _checks
+
+    memo = policy._RememberedArgspecs(inspect)
+    for cls in (_checks.RoleCheck, _checks.OrCheck, _checks.RuleCheck, _checks.GenericCheck):
+        method = cls.__call__.__get__(object.__new__(cls))
+        assert memo.getfullargspec(method) == inspect.getfullargspec(method)
+        assert memo.getfullargspec(method) is memo.getfullargspec(method)
+    # What is not a method is passed through, and so is the rest of the module.
+    assert memo.getfullargspec(image) == inspect.getfullargspec(image)
+    assert memo.signature is inspect.signature
+
+
+def test_checks_with_the_older_call_signature_still_work(tmp_path):
+    """A deployer's check class without current_rule is called without it."""
+    from oslo_policy import _checks
+
+    calls = []
+
+    class ThreeArguments(_checks.Check):
+        def __call__(self, target, creds, enforcer):
+            calls.append(self.match)
+            return self.match == 'yes'
+
+    class FourArguments(_checks.Check):
+        def __call__(self, target, creds, enforcer, current_rule=None):
+            calls.append(current_rule)
+            return self.match == 'yes'
+
+    _checks.register('three', ThreeArguments)
+    _checks.register('four', FourArguments)
+    try:
+        conf, _ = conf_with_policy_file(tmp_path, {
+            'get_images': 'three:yes and four:yes',
+            'modify_image': 'three:no or four:no',
+        })
+        enforcer = policy.Enforcer(conf)
+        for _ in range(3):
+            assert enforcer.check(CALLERS['admin'], 'get_images', {})
+            assert not enforcer.check(CALLERS['admin'], 'modify_image', {})
+    finally:
+        _checks.registered_checks.pop('three', None)
+        _checks.registered_checks.pop('four', None)
+    assert calls == ['yes', 'get_images', 'no', 'modify_image'] * 3
