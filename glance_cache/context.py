@@ -20,7 +20,26 @@ _IMPLIED_ROLES = {'admin': ('member', 'reader'), 'member': ('reader',)}
 
 
 class RequestContext(context.RequestContext):
-    """oslo.context's RequestContext with the image service's notion of admin."""
+    """oslo.context's RequestContext with the image service's notion of admin.
+
+    Its logging values are made once and kept until an attribute changes:
+    oslo.log asks for them twice for every line logged while the request
+    is served, and making them walks every attribute.
+    """
+
+    _LOGGING_VALUES = '_glance_cache_logging_values'
+
+    def __setattr__(self, name, value):
+        self.__dict__.pop(self._LOGGING_VALUES, None)
+        super().__setattr__(name, value)
+
+    def get_logging_values(self):
+        values = self.__dict__.get(self._LOGGING_VALUES)
+        if values is None:
+            values = super().get_logging_values()
+            self.__dict__[self._LOGGING_VALUES] = values
+        # A copy: a caller may change what it was given.
+        return dict(values)
 
     @property
     def is_admin_role(self):
