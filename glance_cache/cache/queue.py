@@ -37,10 +37,10 @@ import heapq
 import json
 import operator
 import os
+import random
 import socket
 import threading
 import time
-import uuid
 
 from glance_cache import ids
 from glance_cache.cache import nodelock
@@ -299,13 +299,22 @@ class JobQueue:
 
     def _write_tmp(self, path, record):
         """``record`` in a new file beside ``path``, to be renamed or linked there."""
-        tmp = '%s.%s%s' % (path, uuid.uuid4().hex[:8], TMP_SUFFIX)
         # dumps, not dump: only the one-shot encoder is the C one. And os-level
         # calls: a file object costs four more system calls than these three,
         # each letting another thread take the GIL, which in a burst of PUTs
-        # the request thread then waits to get back.
+        # the request thread then waits to get back. For the same reason the
+        # name is not made from uuid4, which asks the kernel for its bytes:
+        # random's generator is reseeded in each forked process, and a name
+        # taken already (by chance, or by a crashed writer's leftover) is
+        # refused by O_EXCL and another drawn.
         data = json.dumps(record).encode('ascii')
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        while True:
+            tmp = '%s.%08x%s' % (path, random.getrandbits(32), TMP_SUFFIX)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                break
+            except FileExistsError:
+                continue
         try:
             rest = memoryview(data)
             while rest:

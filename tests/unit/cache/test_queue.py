@@ -167,6 +167,24 @@ def test_pending_ids_lists_only_canonical_names(jobs):
     assert jobs.pending_ids() == [image_id]
 
 
+def test_a_record_written_aside_takes_another_name_when_its_own_is_taken(jobs, monkeypatch):
+    """A leftover of a crashed writer (or another writer's draw) is never written over."""
+    image_id = new_id()
+    path = os.path.join(jobs.dir, image_id)
+    taken = '%s.%08x%s' % (path, 0xabc, job_queue.TMP_SUFFIX)
+    with open(taken, 'w') as f:
+        f.write('left by a crash')
+    draws = iter([0xabc, 0xabc, 0xdef])
+    monkeypatch.setattr(job_queue.random, 'getrandbits', lambda bits: next(draws))
+    record, added = jobs.enqueue(image_id, 10)
+    assert added and next(draws, None) is None
+    with open(taken) as f:
+        assert f.read() == 'left by a crash'
+    assert jobs.get(image_id)['state'] == job_queue.QUEUED
+    # The name drawn last was only the record's way into place.
+    assert not os.path.exists('%s.%08x%s' % (path, 0xdef, job_queue.TMP_SUFFIX))
+
+
 def test_record_paths_are_built_from_image_ids_only(jobs):
     for bad in ('../x', '', 'a' * 36, '/etc/passwd'):
         with pytest.raises(ValueError):
