@@ -38,6 +38,52 @@ def workdir(prefix):
     return directory
 
 
+def _cpu_ticks():
+    """(all, stolen) CPU time of the machine so far, in clock ticks; None off Linux."""
+    try:
+        with open('/proc/stat') as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    # cpu  user nice system idle iowait irq softirq steal [guest guest_nice]:
+    # guest time is counted in user time already.
+    values = [int(v) for v in fields[1:9]]
+    return sum(values), (values[7] if len(values) == 8 else 0)
+
+
+class StolenTime:
+    """How much of the CPUs' time the hypervisor gave elsewhere while the block ran.
+
+    On a virtual machine that time ("steal" in /proc/stat) is taken from the
+    server and the benchmark alike, at moments neither chooses: figures
+    measured while it was high are slower by it, and so the scripts print it
+    beside each part's figures, for runs to be compared.
+
+    >>> with StolenTime() as stolen:
+    ...     time.sleep(0.05)
+    >>> 0.0 <= stolen.share <= 1.0
+    True
+    >>> str(stolen).endswith(' %')
+    True
+    """
+
+    def __enter__(self):
+        self._start = _cpu_ticks()
+        self.share = None
+        return self
+
+    def __exit__(self, *exc_info):
+        end = _cpu_ticks()
+        if self._start is not None and end is not None and end[0] > self._start[0]:
+            self.share = (end[1] - self._start[1]) / (end[0] - self._start[0])
+
+    def __str__(self):
+        if self.share is None:
+            return 'CPU time stolen by the hypervisor: not known'
+        return ('CPU time stolen by the hypervisor meanwhile (steal in /proc/stat): '
+                '%.1f %%' % (100 * self.share))
+
+
 def make_file(path, size_mib):
     """A file of random data (random so that no layer can compress it)."""
     block = os.urandom(MIB)

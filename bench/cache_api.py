@@ -736,7 +736,9 @@ def main():
     directory = common.workdir('gc-bench-cache-api-')
     for part in PARTS:
         if part not in args.skip:
-            globals()['part_' + part](args, directory)
+            with common.StolenTime() as stolen:
+                globals()['part_' + part](args, directory)
+            print('  [%s] %s' % (part, stolen))
 
 
 if __name__ == '__main__':
