@@ -94,10 +94,33 @@ def make_file(path, size_mib):
     return path
 
 
-def start_node(directory, options=None, server_args=()):
+def start_node(directory, options=None, server_args=(), code=None):
+    """A node of this checkout's code, or of the checkout at ``code`` (a directory)."""
     node = helpers.Node(directory, 'sqlite:///%s' % os.path.join(directory, 'gc.db'),
                         options or {}, server_args)
-    return node.start()
+    if code is None:
+        return node.start()
+    # The server imports glance_cache from the first place on its path, and
+    # PYTHONPATH comes before the project's own install in the virtualenv.
+    saved = os.environ.get('PYTHONPATH')
+    os.environ['PYTHONPATH'] = code
+    try:
+        return node.start()
+    finally:
+        if saved is None:
+            del os.environ['PYTHONPATH']
+        else:
+            os.environ['PYTHONPATH'] = saved
+
+
+def checkout(revision, directory):
+    """The project's code at the git ``revision``, checked out into ``directory``
+    (a git worktree, which git forgets when the script exits)."""
+    subprocess.run(['git', '-C', ROOT, 'worktree', 'add', '--detach', '--quiet', directory,
+                    revision], check=True)
+    atexit.register(subprocess.run, ['git', '-C', ROOT, 'worktree', 'remove', '--force',
+                                     directory], check=False)
+    return directory
 
 
 def upload(node, path):

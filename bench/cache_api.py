@@ -573,7 +573,10 @@ def part_many(args, directory):
             nodes.append(common.start_node(base, options))
             nodes.append(common.start_node(base + '-no-hold',
                                            dict(options, cache={'burst_max_hold': '0'})))
-            ours, no_hold = _many_rounds(nodes, args.many, rounds)
+            if args.baseline:
+                nodes.append(common.start_node(base + '-baseline', options,
+                                               code=args.baseline_code))
+            ours, no_hold, *baseline = _many_rounds(nodes, args.many, rounds)
         finally:
             for node in nodes:
                 node.stop()
@@ -590,6 +593,14 @@ def part_many(args, directory):
               % (_series(h_answered), _series(h_cached),
                  _cpu_per_request(args.many, h_floor_cpu, h_put_cpu),
                  median(answered) / median(h_answered), median(cached) / median(h_cached)))
+        if baseline:
+            b_floors, b_answered, b_cached, b_floor_cpu, b_put_cpu = baseline[0]
+            print('    the code at %s, the same way (its rounds taken in turns with these): '
+                  'all PUTs answered: %s (GET /versions: %s); all cached: %s; server CPU per '
+                  'request: %s; this code / that: %.2f x and %.2f x'
+                  % (args.baseline, _series(b_answered), _series(b_floors), _series(b_cached),
+                     _cpu_per_request(args.many, b_floor_cpu, b_put_cpu),
+                     median(answered) / median(b_answered), median(cached) / median(b_cached)))
         bare, bare_cpu = _bare_rounds(os.path.join(directory, 'many-%d-bare' % workers),
                                       workers, args.many, rounds)
         print('    gunicorn alone (the same settings, an application that does nothing), '
@@ -728,12 +739,19 @@ def main():
     parser.add_argument('--glance-listing', type=int, default=1000,
                         help='cached entries for the listing part on Glance (and on this '
                              'node again, to compare)')
+    parser.add_argument('--baseline', metavar='REVISION',
+                        help='in the many part, also burst a node of the code at this git '
+                             'revision (checked out into the scratch directory), in turns '
+                             'with the others: what a change did, on the same machine in '
+                             'the same minutes')
     args = parser.parse_args()
     if args.many_rounds < 1 or args.busy_rounds < 1:
         parser.error('--many-rounds and --busy-rounds must be 1 or more')
     if args.glance:
         _glance.check_venv(args.glance)
     directory = common.workdir('gc-bench-cache-api-')
+    if args.baseline:
+        args.baseline_code = common.checkout(args.baseline, os.path.join(directory, 'baseline'))
     for part in PARTS:
         if part not in args.skip:
             with common.StolenTime() as stolen:
