@@ -2,6 +2,7 @@
 
 import inspect
 import time
+import types
 import weakref
 from collections.abc import Mapping
 
@@ -60,17 +61,12 @@ class _RememberedArgspecs:
     def getfullargspec(self, func):
         # A bound method's spec is its function's, ``self`` included.
         function = getattr(func, '__func__', None)
-        if function is None:
+        if not isinstance(function, types.FunctionType):
             return self._real.getfullargspec(func)
-        try:
-            return self._specs[function]
-        except (KeyError, TypeError):   # TypeError: cannot be weakly referenced
-            spec = self._real.getfullargspec(func)
-            try:
-                self._specs[function] = spec
-            except TypeError:
-                pass
-            return spec
+        spec = self._specs.get(function)
+        if spec is None:
+            spec = self._specs[function] = self._real.getfullargspec(func)
+        return spec
 
     def __getattr__(self, name):
         return getattr(self._real, name)
