@@ -96,21 +96,12 @@ def make_file(path, size_mib):
 
 def start_node(directory, options=None, server_args=(), code=None):
     """A node of this checkout's code, or of the checkout at ``code`` (a directory)."""
-    node = helpers.Node(directory, 'sqlite:///%s' % os.path.join(directory, 'gc.db'),
-                        options or {}, server_args)
-    if code is None:
-        return node.start()
     # The server imports glance_cache from the first place on its path, and
     # PYTHONPATH comes before the project's own install in the virtualenv.
-    saved = os.environ.get('PYTHONPATH')
-    os.environ['PYTHONPATH'] = code
-    try:
-        return node.start()
-    finally:
-        if saved is None:
-            del os.environ['PYTHONPATH']
-        else:
-            os.environ['PYTHONPATH'] = saved
+    env = None if code is None else dict(os.environ, PYTHONPATH=code)
+    node = helpers.Node(directory, 'sqlite:///%s' % os.path.join(directory, 'gc.db'),
+                        options or {}, server_args, env=env)
+    return node.start()
 
 
 def checkout(revision, directory):

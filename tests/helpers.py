@@ -93,11 +93,12 @@ class ThrowawayDatabase:
 class Node:
     """One glance-cache-api process with its own config, store and log."""
 
-    def __init__(self, workdir, db_url, options=None, server_args=()):
+    def __init__(self, workdir, db_url, options=None, server_args=(), env=None):
         self.workdir = str(workdir)
         self.db_url = db_url
         self.options = options or {}
         self.server_args = list(server_args)
+        self.env = env   # the server's environment; None: this process's
         self.proc = None
         self.url = None
         self.log_path = os.path.join(self.workdir, 'node.log')
@@ -129,7 +130,8 @@ class Node:
             start_offset = log.tell()
             self.proc = subprocess.Popen(
                 [API_COMMAND, '--config-file', self.config_path, *self.server_args],
-                cwd=self.workdir, stdout=log, stderr=log, start_new_session=True)
+                cwd=self.workdir, env=self.env, stdout=log, stderr=log,
+                start_new_session=True)
 
         def listening():
             with open(self.log_path, 'rb') as f:
