@@ -130,6 +130,9 @@ class ImageCache:
         # processes; changed and read under the cache's lock and its own.
         self._reserved = reservations.Reservations(os.path.join(self.dir, RESERVED))
         self._removed = []
+        # Descriptors of the files removed under the lock, closed (and the
+        # files freed) once it is released: see _remove_committed.
+        self._doomed = []
         self.listener = CacheListener()
         self.clean()
         self.driver.reconcile(self._committed_files())
@@ -216,25 +219,27 @@ class ImageCache:
         image_id = _check_id(image['id'])
         size = image.get('size') or 0
         pinned = self.listener.pinned_ids()  # may read the database: not under the lock
-        with self._lock:
-            job = self._fills.get(image_id)
-            if job is not None:
-                return job, False
-            if size > self.max_size:
-                raise CacheFull('Image %s (%d bytes) is larger than the whole cache '
-                                '(max_size %d bytes)' % (image_id, size, self.max_size))
-            with self._reserved.locked():
-                self._make_room(size, pinned)
-                job = fill.FillJob(self, image, confinement)
-                self._fills[image_id] = job
-                self._reserved.add(size)
         try:
-            job.open()
-        except BaseException:
-            with self._lock, self._reserved.locked():
-                self._fills.pop(image_id, None)
-                self._reserved.add(-size)
-            raise
+            with self._lock:
+                job = self._fills.get(image_id)
+                if job is not None:
+                    return job, False
+                if size > self.max_size:
+                    raise CacheFull('Image %s (%d bytes) is larger than the whole cache '
+                                    '(max_size %d bytes)' % (image_id, size, self.max_size))
+                with self._reserved.locked():
+                    # May evict some entries before it finds the rest in use.
+                    self._make_room(size, pinned)
+                    job = fill.FillJob(self, image, confinement)
+                    self._fills[image_id] = job
+                    self._reserved.add(size)
+            try:
+                job.open()
+            except BaseException:
+                with self._lock, self._reserved.locked():
+                    self._fills.pop(image_id, None)
+                    self._reserved.add(-size)
+                raise
         finally:
             self._notify_removed()
         return job, True
@@ -330,9 +335,23 @@ class ImageCache:
         return set(self._readers) | set(self._fills) | set(pinned)
 
     def _remove_committed(self, image_id):
-        """Remove an entry (lock held); listeners hear of it at ``_notify_removed``."""
+        """Remove an entry (lock held); listeners hear of it at ``_notify_removed``.
+
+        The file is unlinked here but freed there, after the lock is released:
+        the file system frees an unlinked file's blocks when its last
+        descriptor is closed, and for an image of gigabytes on a busy disk
+        that takes a second or more (ext4 mounted with ``discard`` and no
+        journal waits for the discard of every extent). Under the lock, every
+        download and every fill of the node would wait for it.
+        """
+        path = self.path(image_id)
         try:
-            os.unlink(self.path(image_id))
+            # Held open across the unlink: the closing frees the blocks.
+            self._doomed.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError:
+            pass   # gone already, or not readable: then freed by the unlink
+        try:
+            os.unlink(path)
         except FileNotFoundError:
             pass
         self.driver.forget(image_id)
@@ -346,8 +365,12 @@ class ImageCache:
         LOG.info('Evicted image %s (%d bytes) from the cache', entry.image_id, entry.size)
 
     def _notify_removed(self):
+        """Free the files removed under the lock and tell the listener (lock not held)."""
         with self._lock:
             removed, self._removed = self._removed, []
+            doomed, self._doomed = self._doomed, []
+        for fd in doomed:
+            os.close(fd)
         if removed:
             self.listener.entries_removed(removed)
 
@@ -412,3 +435,6 @@ class ImageCache:
         self.driver.close()
         with self._lock:
             self._reserved.close()
+            doomed, self._doomed = self._doomed, []
+        for fd in doomed:
+            os.close(fd)

@@ -164,6 +164,81 @@ def test_cache_full_of_readers_refuses_fill(cache_factory):
     reading.close()
 
 
+def _watch_freeing(monkeypatch, cache):
+    """Record, for each committed entry unlinked, whether this process held it
+    open at the unlink, and whether the cache's lock was held when the last
+    descriptor of a removed entry was closed. Returns the two lists."""
+    held_at_unlink, locked_at_free = [], []
+    real_unlink, real_close = os.unlink, os.close
+
+    def unlink(path, *args, **kwargs):
+        if os.path.dirname(str(path)) == cache.dir:
+            held_at_unlink.append(any(
+                os.path.realpath('/proc/self/fd/%s' % fd) == str(path)
+                for fd in os.listdir('/proc/self/fd')))
+        return real_unlink(path, *args, **kwargs)
+
+    def close(fd):
+        try:
+            target = os.readlink('/proc/self/fd/%d' % fd)
+        except OSError:
+            target = ''
+        if target.endswith(' (deleted)') and os.path.dirname(target) == cache.dir:
+            locked_at_free.append(cache._lock.locked())
+        return real_close(fd)
+
+    monkeypatch.setattr(os, 'unlink', unlink)
+    monkeypatch.setattr(os, 'close', close)
+    return held_at_unlink, locked_at_free
+
+
+def _removed_entries_open(cache):
+    """Committed entries unlinked but still open in this process."""
+    held = []
+    for fd in os.listdir('/proc/self/fd'):
+        try:
+            target = os.readlink('/proc/self/fd/%s' % fd)
+        except OSError:
+            continue
+        if target.endswith(' (deleted)') and os.path.dirname(target) == cache.dir:
+            held.append(target)
+    return held
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc/self/fd'), reason='needs /proc/self/fd')
+def test_removed_entries_are_freed_after_the_lock_is_released(cache_factory, monkeypatch):
+    # Freeing the blocks of an image of gigabytes can take seconds on a busy
+    # disk; under the cache's lock every download and fill would wait.
+    cache = cache_factory(max_size=10_000, low_watermark=0.5)
+    entries = [_fill(cache, os.urandom(3000)).image_id for _ in range(3)]
+    held_at_unlink, locked_at_free = _watch_freeing(monkeypatch, cache)
+    assert cache.delete(entries[0])                  # deleted
+    _fill(cache, os.urandom(6000))                   # evicts one to make room
+    assert cache.prune() == (2, 9000)                # evicts both left
+    _fill(cache, os.urandom(3000))
+    assert cache.clear() == 1
+    assert held_at_unlink == [True] * 5
+    assert locked_at_free == [False] * 5
+    assert _removed_entries_open(cache) == [] and cache.list() == []
+    assert not [name for name in os.listdir(cache.dir) if len(name) == 36]
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc/self/fd'), reason='needs /proc/self/fd')
+def test_entries_evicted_before_the_cache_is_found_full_are_freed(cache_factory):
+    cache = cache_factory(max_size=9000, low_watermark=0.0)
+    evictable = _fill(cache, os.urandom(3000)).image_id
+    read = [_fill(cache, os.urandom(3000)).image_id for _ in range(2)]
+    readers = [cache.open(image_id) for image_id in read]
+    try:
+        with pytest.raises(cache_module.CacheFull):
+            cache.begin_fill(image_for(os.urandom(6000), str(uuid.uuid4())))
+        assert cache.get(evictable) is None
+        assert _removed_entries_open(cache) == []
+    finally:
+        for reader in readers:
+            reader.close()
+
+
 def test_image_larger_than_cache_is_refused_with_reason(cache_factory):
     cache = cache_factory(max_size=1000)
     with pytest.raises(cache_module.CacheFull) as info:
