@@ -224,6 +224,9 @@ class JobQueue:
         self._lock_path = os.path.join(self.dir, '.lock')
         self._thread_lock = threading.RLock()
         self._depth = 0   # how many times the thread holding _thread_lock took locked()
+        # Descriptors of records replaced or removed under the lock, closed
+        # when it is released (see _freed_later).
+        self._doomed = []
         self.wakeup_path = os.path.join(self.dir, WAKEUP_SOCKET)
         # Set by the worker when this process drains: wake it without a socket.
         self.local_wakeup = None
@@ -253,21 +256,61 @@ class JobQueue:
 
         A thread that holds it already may take it again: only the outermost
         hold takes and releases the flock (an inner release would free it).
+        The records it replaced or removed are freed once it is released (see
+        _freed_later).
         """
-        with self._thread_lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            with self._node_lock.held():
-                self._depth = 1
-                try:
-                    yield
-                finally:
-                    self._depth = 0
+        doomed = []
+        try:
+            with self._thread_lock:
+                if self._depth:
+                    self._depth += 1
+                    try:
+                        yield
+                    finally:
+                        self._depth -= 1
+                    return
+                with self._node_lock.held():
+                    self._depth = 1
+                    try:
+                        yield
+                    finally:
+                        self._depth = 0
+                        doomed, self._doomed = self._doomed, []
+        finally:
+            for fd in doomed:
+                os.close(fd)
+
+    @contextlib.contextmanager
+    def _freed_later(self, path):
+        """Around a replace or an unlink of the record at ``path``: its file is
+        freed when the queue's lock is released, not by that call.
+
+        The file system frees a file's blocks when its last link and
+        descriptor go. A rename does that while it holds the directory, and
+        on a busy disk it can take a quarter of a second (ext4 without a
+        journal, mounted with ``discard``, waits for the discard of each
+        block): every listing of queue/, and so every GET /v2/cache, waited
+        behind a fill's progress being saved. Kept open across the call, the
+        old file is freed when the lock is released (at once if it is not
+        held), outside the directory and the queue's lock.
+        """
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            fd = None   # no such record (or not readable: freed by the call)
+        try:
+            yield
+        finally:
+            if fd is not None:
+                if self._depth:
+                    self._doomed.append(fd)
+                else:
+                    os.close(fd)
+
+    def _drop(self, path):
+        """Unlink the record at ``path`` (lock held), freed later; whether it was there."""
+        with self._freed_later(path):
+            return _unlink(path)
 
     def close(self):
         with self._thread_lock:
@@ -333,14 +376,16 @@ class JobQueue:
         ``drop_other`` is false.
         """
         path = self._path(record['image_id'], record['state'])
-        os.replace(self._write_tmp(path, record), path)
+        tmp = self._write_tmp(path, record)
+        with self._freed_later(path):
+            os.replace(tmp, path)
         if record['state'] in DONE:
             # After the write: see _finished_records.
             self._finished_log.append(record['image_id'])
         if drop_other:
             for other in self._paths(record['image_id']):
                 if other != path:
-                    _unlink(other)
+                    self._drop(other)
         self._track(record)
 
     def _track(self, record):
@@ -370,7 +415,7 @@ class JobQueue:
         removed = False
         with self.locked():
             for path in self._paths(image_id):
-                removed = _unlink(path) or removed
+                removed = self._drop(path) or removed
             with self._order_lock:
                 self._order.pop(image_id, None)
         return removed
@@ -390,7 +435,7 @@ class JobQueue:
                 path = self._path(image_id, CACHED)
                 record = self._load(path)
                 if (record is not None and record['state'] == CACHED
-                        and not is_cached(image_id) and _unlink(path)):
+                        and not is_cached(image_id) and self._drop(path)):
                     dropped.append(image_id)
         return dropped
 
@@ -667,7 +712,7 @@ class JobQueue:
                     if record['state'] not in states or image_id in keep:
                         continue
                     # Where it was read: a failed record may still be under done/.
-                    if not _unlink(os.path.join(directory, image_id)):
+                    if not self._drop(os.path.join(directory, image_id)):
                         continue
                     with self._order_lock:
                         self._order.pop(image_id, None)

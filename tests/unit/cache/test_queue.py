@@ -696,3 +696,49 @@ def test_a_record_is_written_whole_when_the_system_writes_it_in_parts(jobs, monk
     record, added = jobs.enqueue(image_id, 10)
     monkeypatch.undo()
     assert added and jobs.get(image_id) == record
+
+
+def _deleted_files_open(directory):
+    """Paths of the unlinked files under ``directory`` this process still holds open."""
+    held = []
+    for name in os.listdir('/proc/self/fd'):
+        try:
+            target = os.readlink('/proc/self/fd/%s' % name)
+        except OSError:
+            continue   # the listing's own descriptor, closed meanwhile
+        if target.endswith(' (deleted)') and target.startswith(os.path.join(directory, '')):
+            held.append(target[:-len(' (deleted)')])
+    return held
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc/self/fd'), reason='needs /proc/self/fd')
+def test_records_replaced_or_removed_under_the_lock_are_freed_after_it(jobs, monkeypatch):
+    # The file system frees a file when its last link and descriptor go: in
+    # a rename over it, while the directory is held (and GET /v2/cache lists
+    # queue/). So the queue keeps the old record open until the lock is released.
+    image_id, other_id = new_id(), new_id()
+    jobs.enqueue(image_id, 10)
+    jobs.enqueue(other_id, 10)
+    record_path = jobs._path(image_id, job_queue.QUEUED)
+    real_replace, open_at_replace = os.replace, []
+
+    def replace(src, dst):
+        if dst == record_path:
+            open_at_replace.append(os.path.exists(dst) and any(
+                os.path.realpath('/proc/self/fd/%s' % fd) == dst
+                for fd in os.listdir('/proc/self/fd')))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, 'replace', replace)
+    with jobs.locked():
+        jobs.update(image_id, bytes_done=5)
+        assert open_at_replace == [True]
+        assert jobs.remove(other_id)
+        # Taken again and released by update() and remove(): still held.
+        assert sorted(_deleted_files_open(jobs.dir)) == sorted(
+            [record_path, jobs._path(other_id, job_queue.QUEUED)])
+    assert _deleted_files_open(jobs.dir) == []
+    assert jobs.get(image_id)['bytes_done'] == 5 and jobs.get(other_id) is None
+    # Without the lock held (callers should hold it), nothing is left open.
+    jobs.put(dict(jobs.get(image_id), bytes_done=6))
+    assert _deleted_files_open(jobs.dir) == [] and jobs.get(image_id)['bytes_done'] == 6
