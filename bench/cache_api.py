@@ -383,11 +383,18 @@ def part_busy(args, directory):
     print('[busy] %d MiB fill; GET /v2/cache back to back; %d CPUs%s'
           % (args.fill_mib, len(os.sched_getaffinity(0)),
              '' if rounds == 1 else '; %d rounds on each node, taken in turns' % rounds))
+    configurations = list(BUSY_CONFIGURATIONS)
+    code = [None] * len(configurations)
+    if args.baseline:
+        # The default configuration again, on the code at that revision.
+        configurations.append(('the code at %s, fill_cpu_reserve = default' % args.baseline, {}))
+        code.append(args.baseline_code)
     nodes = []
     try:
-        for i, (_, options) in enumerate(BUSY_CONFIGURATIONS):
+        for i, (_, options) in enumerate(configurations):
             node = common.start_node(os.path.join(work, 'node-%d' % i), {
-                'cache': dict({'max_size': str(4 * args.fill_mib * common.MIB)}, **options)})
+                'cache': dict({'max_size': str(4 * args.fill_mib * common.MIB)}, **options)},
+                code=code[i])
             nodes.append(node)
         fills = [_node_fill(node, common.upload(node, source)) for node in nodes]
         references, fill_work = _busy_references(nodes[0], source)
@@ -397,9 +404,16 @@ def part_busy(args, directory):
             node.stop()
     median = statistics.median
     for i, ((label, _), (idle, busy, alone, polled)) in enumerate(
-            zip(BUSY_CONFIGURATIONS, figures, strict=True)):
+            zip(configurations, figures, strict=True)):
         print('  %s' % label)
         _print_busy(idle, busy, alone, polled)
+        if i >= len(BUSY_CONFIGURATIONS):
+            ours = figures[0]
+            print('    this code / that: GET /v2/cache p99 during the fill %.2f x, its growth '
+                  '%.2f x; fill while polled %.2f x'
+                  % (percentile(ours[1], 0.99) / percentile(busy, 0.99),
+                     _p99_growth(*ours[:2]) / _p99_growth(idle, busy),
+                     median(ours[3]) / median(polled)))
         if i:
             continue
         for what, latencies in references:
@@ -423,13 +437,22 @@ def part_busy(args, directory):
     os.unlink(source)
 
 
+def _p99_growth(idle, busy):
+    """How many times the listing's p99 during the fills is its idle p99.
+
+    >>> _p99_growth([1.0] * 100, [1.5] * 100)
+    1.5
+    """
+    return percentile(busy, 0.99) / percentile(idle, 0.99)
+
+
 def _print_busy(idle, busy, alone, polled):
     """Print the listing's p99 idle and during the fills, and the fills' times."""
     median = statistics.median
     print('    GET /v2/cache p99: idle %s (%d requests), during the fill %s '
           '(%d requests): %.2f x' % (ms(percentile(idle, 0.99)), len(idle),
                                      ms(percentile(busy, 0.99)), len(busy),
-                                     percentile(busy, 0.99) / percentile(idle, 0.99)))
+                                     _p99_growth(idle, busy)))
     print('    fill: alone %s, while polled %s: %.2f x'
           % (_series(alone), _series(polled), median(polled) / median(alone)))
 
@@ -753,10 +776,10 @@ def main():
                         help='cached entries for the listing part on Glance (and on this '
                              'node again, to compare)')
     parser.add_argument('--baseline', metavar='REVISION',
-                        help='in the many part, also burst a node of the code at this git '
-                             'revision (checked out into the scratch directory), in turns '
-                             'with the others: what a change did, on the same machine in '
-                             'the same minutes')
+                        help='in the busy and many parts, also run a node of the code at '
+                             'this git revision (checked out into the scratch directory), '
+                             'its rounds in turns with the others: what a change did, on '
+                             'the same machine in the same minutes')
     args = parser.parse_args()
     if args.many_rounds < 1 or args.busy_rounds < 1:
         parser.error('--many-rounds and --busy-rounds must be 1 or more')
