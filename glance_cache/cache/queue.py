@@ -224,8 +224,8 @@ class JobQueue:
         self._lock_path = os.path.join(self.dir, '.lock')
         self._thread_lock = threading.RLock()
         self._depth = 0   # how many times the thread holding _thread_lock took locked()
-        # Descriptors of records replaced or removed under the lock, closed
-        # when it is released (see _freed_later).
+        # Descriptors of records replaced under the lock, closed when it is
+        # released (see _freed_later).
         self._doomed = []
         self.wakeup_path = os.path.join(self.dir, WAKEUP_SOCKET)
         # Set by the worker when this process drains: wake it without a socket.
@@ -256,8 +256,8 @@ class JobQueue:
 
         A thread that holds it already may take it again: only the outermost
         hold takes and releases the flock (an inner release would free it).
-        The records it replaced or removed are freed once it is released (see
-        _freed_later).
+        The records replaced with ``free_later`` are freed once it is
+        released.
         """
         doomed = []
         try:
@@ -282,17 +282,18 @@ class JobQueue:
 
     @contextlib.contextmanager
     def _freed_later(self, path):
-        """Around a replace or an unlink of the record at ``path``: its file is
-        freed when the queue's lock is released, not by that call.
+        """Around a replace of the record at ``path``: its file is freed when
+        the queue's lock is released, not by the rename.
 
         The file system frees a file's blocks when its last link and
         descriptor go. A rename does that while it holds the directory, and
         on a busy disk it can take a quarter of a second (ext4 without a
         journal, mounted with ``discard``, waits for the discard of each
         block): every listing of queue/, and so every GET /v2/cache, waited
-        behind a fill's progress being saved. Kept open across the call, the
-        old file is freed when the lock is released (at once if it is not
-        held), outside the directory and the queue's lock.
+        behind a fill's progress being saved. Kept open across the rename,
+        the old file is freed when the lock is released (at once if it is
+        not held), outside the directory and the queue's lock. (An unlink
+        frees the file after it lets go of the directory.)
         """
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -307,10 +308,6 @@ class JobQueue:
                 else:
                     os.close(fd)
 
-    def _drop(self, path):
-        """Unlink the record at ``path`` (lock held), freed later; whether it was there."""
-        with self._freed_later(path):
-            return _unlink(path)
 
     def close(self):
         with self._thread_lock:
@@ -369,15 +366,21 @@ class JobQueue:
         os.close(fd)
         return tmp
 
-    def put(self, record, drop_other=True):
+    def put(self, record, drop_other=True, free_later=False):
         """Write ``record`` atomically where its state belongs (callers hold ``locked()``).
 
         The image's records in the other directories are removed, unless
-        ``drop_other`` is false.
+        ``drop_other`` is false. With ``free_later``, the record it replaces
+        is freed once the lock is released (see _freed_later): that costs
+        two system calls, each of which lets another thread take the GIL, so
+        only writes that may come while a fill keeps the disk busy ask for it.
         """
         path = self._path(record['image_id'], record['state'])
         tmp = self._write_tmp(path, record)
-        with self._freed_later(path):
+        if free_later:
+            with self._freed_later(path):
+                os.replace(tmp, path)
+        else:
             os.replace(tmp, path)
         if record['state'] in DONE:
             # After the write: see _finished_records.
@@ -385,7 +388,8 @@ class JobQueue:
         if drop_other:
             for other in self._paths(record['image_id']):
                 if other != path:
-                    self._drop(other)
+                    # An unlink frees the file after it lets go of the directory.
+                    _unlink(other)
         self._track(record)
 
     def _track(self, record):
@@ -401,13 +405,17 @@ class JobQueue:
                 self._order.pop(image_id, None)
 
     def update(self, image_id, **changes):
-        """Change fields of a record if it exists; return it, or None."""
+        """Change fields of a record if it exists; return it, or None.
+
+        A pending record replaced (a fill's progress, saved while the fill
+        keeps the disk busy) is freed once the lock is released.
+        """
         with self.locked():
             record = self.get(image_id)
             if record is None:
                 return None
             record.update(changes)
-            self.put(record)
+            self.put(record, free_later=record['state'] in PENDING)
             return record
 
     def remove(self, image_id):
@@ -415,7 +423,7 @@ class JobQueue:
         removed = False
         with self.locked():
             for path in self._paths(image_id):
-                removed = self._drop(path) or removed
+                removed = _unlink(path) or removed
             with self._order_lock:
                 self._order.pop(image_id, None)
         return removed
@@ -435,7 +443,7 @@ class JobQueue:
                 path = self._path(image_id, CACHED)
                 record = self._load(path)
                 if (record is not None and record['state'] == CACHED
-                        and not is_cached(image_id) and self._drop(path)):
+                        and not is_cached(image_id) and _unlink(path)):
                     dropped.append(image_id)
         return dropped
 
@@ -712,7 +720,7 @@ class JobQueue:
                     if record['state'] not in states or image_id in keep:
                         continue
                     # Where it was read: a failed record may still be under done/.
-                    if not self._drop(os.path.join(directory, image_id)):
+                    if not _unlink(os.path.join(directory, image_id)):
                         continue
                     with self._order_lock:
                         self._order.pop(image_id, None)

@@ -712,33 +712,35 @@ def _deleted_files_open(directory):
 
 
 @pytest.mark.skipif(not os.path.isdir('/proc/self/fd'), reason='needs /proc/self/fd')
-def test_records_replaced_or_removed_under_the_lock_are_freed_after_it(jobs, monkeypatch):
+def test_a_pending_record_updated_under_the_lock_is_freed_after_it(jobs, monkeypatch):
     # The file system frees a file when its last link and descriptor go: in
     # a rename over it, while the directory is held (and GET /v2/cache lists
-    # queue/). So the queue keeps the old record open until the lock is released.
-    image_id, other_id = new_id(), new_id()
+    # queue/). So the queue keeps the old record open until the lock is
+    # released, for the updates that come during fills (their progress).
+    image_id = new_id()
     jobs.enqueue(image_id, 10)
-    jobs.enqueue(other_id, 10)
     record_path = jobs._path(image_id, job_queue.QUEUED)
     real_replace, open_at_replace = os.replace, []
 
     def replace(src, dst):
-        if dst == record_path:
-            open_at_replace.append(os.path.exists(dst) and any(
-                os.path.realpath('/proc/self/fd/%s' % fd) == dst
-                for fd in os.listdir('/proc/self/fd')))
+        open_at_replace.append(os.path.exists(dst) and any(
+            os.path.realpath('/proc/self/fd/%s' % fd) == dst
+            for fd in os.listdir('/proc/self/fd')))
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, 'replace', replace)
     with jobs.locked():
-        jobs.update(image_id, bytes_done=5)
-        assert open_at_replace == [True]
-        assert jobs.remove(other_id)
-        # Taken again and released by update() and remove(): still held.
-        assert sorted(_deleted_files_open(jobs.dir)) == sorted(
-            [record_path, jobs._path(other_id, job_queue.QUEUED)])
+        jobs.update(image_id, state=job_queue.CACHING, bytes_done=5)
+        jobs.update(image_id, bytes_done=7)
+        assert open_at_replace == [True, True]
+        # Taken again and released by update(): still held.
+        assert _deleted_files_open(jobs.dir) == [record_path, record_path]
     assert _deleted_files_open(jobs.dir) == []
-    assert jobs.get(image_id)['bytes_done'] == 5 and jobs.get(other_id) is None
+    assert jobs.get(image_id)['bytes_done'] == 7
     # Without the lock held (callers should hold it), nothing is left open.
-    jobs.put(dict(jobs.get(image_id), bytes_done=6))
-    assert _deleted_files_open(jobs.dir) == [] and jobs.get(image_id)['bytes_done'] == 6
+    jobs.put(dict(jobs.get(image_id), bytes_done=8), free_later=True)
+    assert _deleted_files_open(jobs.dir) == [] and jobs.get(image_id)['bytes_done'] == 8
+    # A finished record goes to done/, where it replaces nothing.
+    open_at_replace.clear()
+    jobs.update(image_id, state=job_queue.CACHED)
+    assert open_at_replace == [False]
