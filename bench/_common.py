@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,12 +26,24 @@ from tests import helpers  # noqa: E402
 MIB = 1024 * 1024
 
 
+def _exit_on_sigterm():
+    """Make SIGTERM (``kill``, ``pkill``) end the script as an exception does.
+
+    By default it ends the process at once, skipping the ``finally`` blocks
+    that stop the nodes and the exit handlers that remove the scratch
+    directory and forget a --baseline worktree.
+    """
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def workdir(prefix):
-    """A scratch directory, removed when the script exits.
+    """A scratch directory, removed when the script exits (SIGTERM included).
 
     The parts write images of gigabytes; left behind, a few runs fill the
     disk. Set GLANCE_CACHE_BENCH_KEEP=1 to keep it for a look afterwards.
     """
+    _exit_on_sigterm()
     base = os.environ.get('GLANCE_CACHE_BENCH_DIR') or tempfile.gettempdir()
     directory = tempfile.mkdtemp(prefix=prefix, dir=base)
     if not os.environ.get('GLANCE_CACHE_BENCH_KEEP'):
