@@ -308,7 +308,6 @@ class JobQueue:
                 else:
                     os.close(fd)
 
-
     def close(self):
         with self._thread_lock:
             self._node_lock.close()

@@ -1,6 +1,7 @@
 """Fixtures for cache tests: a real ImageCache over a temporary directory."""
 
 import hashlib
+import os
 
 import pytest
 from oslo_config import cfg
@@ -32,6 +33,25 @@ def cached_bytes(cache, image_id):
         return cached.read()
     finally:
         cached.close()
+
+
+def held_open(path):
+    """Whether this process holds a descriptor of the file at ``path``."""
+    return any(os.path.realpath('/proc/self/fd/%s' % fd) == str(path)
+               for fd in os.listdir('/proc/self/fd'))
+
+
+def deleted_files_open(directory):
+    """Paths of the unlinked files under ``directory`` this process still holds open."""
+    held = []
+    for name in os.listdir('/proc/self/fd'):
+        try:
+            target = os.readlink('/proc/self/fd/%s' % name)
+        except OSError:
+            continue   # the listing's own descriptor, closed meanwhile
+        if target.endswith(' (deleted)') and target.startswith(os.path.join(directory, '')):
+            held.append(target[:-len(' (deleted)')])
+    return held
 
 
 @pytest.fixture(params=['sqlite', 'xattr'])

@@ -9,7 +9,7 @@ import pytest
 from glance_cache import cache as cache_module
 from glance_cache import errors
 from glance_cache.cache import fill
-from tests.unit.cache.conftest import cached_bytes, image_for
+from tests.unit.cache.conftest import cached_bytes, deleted_files_open, held_open, image_for
 
 
 def _fill(cache, data, image_id=None, chunk=1000, source=None):
@@ -173,9 +173,7 @@ def _watch_freeing(monkeypatch, cache):
 
     def unlink(path, *args, **kwargs):
         if os.path.dirname(str(path)) == cache.dir:
-            held_at_unlink.append(any(
-                os.path.realpath('/proc/self/fd/%s' % fd) == str(path)
-                for fd in os.listdir('/proc/self/fd')))
+            held_at_unlink.append(held_open(path))
         return real_unlink(path, *args, **kwargs)
 
     def close(fd):
@@ -192,19 +190,6 @@ def _watch_freeing(monkeypatch, cache):
     return held_at_unlink, locked_at_free
 
 
-def _removed_entries_open(cache):
-    """Committed entries unlinked but still open in this process."""
-    held = []
-    for fd in os.listdir('/proc/self/fd'):
-        try:
-            target = os.readlink('/proc/self/fd/%s' % fd)
-        except OSError:
-            continue
-        if target.endswith(' (deleted)') and os.path.dirname(target) == cache.dir:
-            held.append(target)
-    return held
-
-
 @pytest.mark.skipif(not os.path.isdir('/proc/self/fd'), reason='needs /proc/self/fd')
 def test_removed_entries_are_freed_after_the_lock_is_released(cache_factory, monkeypatch):
     # Freeing the blocks of an image of gigabytes can take seconds on a busy
@@ -219,7 +204,7 @@ def test_removed_entries_are_freed_after_the_lock_is_released(cache_factory, mon
     assert cache.clear() == 1
     assert held_at_unlink == [True] * 5
     assert locked_at_free == [False] * 5
-    assert _removed_entries_open(cache) == [] and cache.list() == []
+    assert deleted_files_open(cache.dir) == [] and cache.list() == []
     assert not [name for name in os.listdir(cache.dir) if len(name) == 36]
 
 
@@ -233,7 +218,7 @@ def test_entries_evicted_before_the_cache_is_found_full_are_freed(cache_factory)
         with pytest.raises(cache_module.CacheFull):
             cache.begin_fill(image_for(os.urandom(6000), str(uuid.uuid4())))
         assert cache.get(evictable) is None
-        assert _removed_entries_open(cache) == []
+        assert deleted_files_open(cache.dir) == []
     finally:
         for reader in readers:
             reader.close()

@@ -17,6 +17,7 @@ import uuid
 import pytest
 
 from glance_cache.cache import queue as job_queue
+from tests.unit.cache.conftest import deleted_files_open, held_open
 
 
 def new_id():
@@ -698,19 +699,6 @@ def test_a_record_is_written_whole_when_the_system_writes_it_in_parts(jobs, monk
     assert added and jobs.get(image_id) == record
 
 
-def _deleted_files_open(directory):
-    """Paths of the unlinked files under ``directory`` this process still holds open."""
-    held = []
-    for name in os.listdir('/proc/self/fd'):
-        try:
-            target = os.readlink('/proc/self/fd/%s' % name)
-        except OSError:
-            continue   # the listing's own descriptor, closed meanwhile
-        if target.endswith(' (deleted)') and target.startswith(os.path.join(directory, '')):
-            held.append(target[:-len(' (deleted)')])
-    return held
-
-
 @pytest.mark.skipif(not os.path.isdir('/proc/self/fd'), reason='needs /proc/self/fd')
 def test_a_pending_record_updated_under_the_lock_is_freed_after_it(jobs, monkeypatch):
     # The file system frees a file when its last link and descriptor go: in
@@ -723,9 +711,7 @@ def test_a_pending_record_updated_under_the_lock_is_freed_after_it(jobs, monkeyp
     real_replace, open_at_replace = os.replace, []
 
     def replace(src, dst):
-        open_at_replace.append(os.path.exists(dst) and any(
-            os.path.realpath('/proc/self/fd/%s' % fd) == dst
-            for fd in os.listdir('/proc/self/fd')))
+        open_at_replace.append(os.path.exists(dst) and held_open(dst))
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, 'replace', replace)
@@ -734,12 +720,12 @@ def test_a_pending_record_updated_under_the_lock_is_freed_after_it(jobs, monkeyp
         jobs.update(image_id, bytes_done=7)
         assert open_at_replace == [True, True]
         # Taken again and released by update(): still held.
-        assert _deleted_files_open(jobs.dir) == [record_path, record_path]
-    assert _deleted_files_open(jobs.dir) == []
+        assert deleted_files_open(jobs.dir) == [record_path, record_path]
+    assert deleted_files_open(jobs.dir) == []
     assert jobs.get(image_id)['bytes_done'] == 7
     # Without the lock held (callers should hold it), nothing is left open.
     jobs.put(dict(jobs.get(image_id), bytes_done=8), free_later=True)
-    assert _deleted_files_open(jobs.dir) == [] and jobs.get(image_id)['bytes_done'] == 8
+    assert deleted_files_open(jobs.dir) == [] and jobs.get(image_id)['bytes_done'] == 8
     # A finished record goes to done/, where it replaces nothing.
     open_at_replace.clear()
     jobs.update(image_id, state=job_queue.CACHED)
