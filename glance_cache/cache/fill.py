@@ -146,6 +146,13 @@ class FillJob:
         self._inode = None
         self.cancel_reason = None
         self.error_kind = None
+        # Set once the store has given every byte: what is left (waiting for
+        # the digests, the last sync, the commit) is local work, which no
+        # store can stall (see the worker's stall check).
+        self.received_all = False
+        # The HashPipeline while the fill waits for its digests: a cancel
+        # stops them rather than waiting for them (see cancel()).
+        self._verifying = None
         # Where a failure would come from, for the fills_failed metric.
         self._stage = 'store'
         # Set when the worker gave up on the fill and counted it as stalled.
@@ -224,13 +231,14 @@ class FillJob:
                         raise VerificationFailed('size mismatch: the store gave more than '
                                                  'the %d bytes of the image record'
                                                  % self.size)
+                self.received_all = True
             finally:
                 close = getattr(chunks, 'close', None)
                 if close is not None:
                     close()
                 flusher.finish()
             self._stage = 'disk'
-            size, md5_hex, multihash_hex = hashes.finish()
+            size, md5_hex, multihash_hex = self._digests_of(hashes)
             hashes = None
             verify(self.image, size, md5_hex, multihash_hex)
             os.fsync(self._write_fd)
@@ -251,6 +259,28 @@ class FillJob:
             if hashes is not None:
                 hashes.abort()
             self._close_write()
+
+    def _digests_of(self, hashes):
+        """``hashes.finish()``, unless the fill is cancelled meanwhile: then
+        the digests are stopped and FillCancelled raised.
+
+        The digests may take long after the last byte came: on a node whose
+        CPUs are busy with requests, their processes (at the lowest priority)
+        wait for time left over.
+        """
+        with self._cond:
+            self._verifying = hashes
+        try:
+            # A cancel from now on stops the digests (see cancel()); one
+            # before is seen here.
+            self._check_cancel()
+            return hashes.finish()
+        except hashing.DigestError:
+            self._check_cancel()   # stopped by cancel(): that is the outcome
+            raise
+        finally:
+            with self._cond:
+                self._verifying = None
 
     def _pieces(self, chunks, source_fd):
         """Write the image to the file piece by piece, yielding ``(count, chunk)``
@@ -362,10 +392,15 @@ class FillJob:
                 pass
 
     def cancel(self, reason=None):
-        """Ask the fill to stop; it does so before writing its next chunk."""
+        """Ask the fill to stop; it does so before writing its next chunk, or at
+        once if it is waiting for its digests."""
         if reason and not self.cancel_reason:
             self.cancel_reason = reason
         self._cancel.set()
+        with self._cond:
+            verifying = self._verifying
+        if verifying is not None:
+            verifying.interrupt()
 
     @property
     def cancelled(self):

@@ -161,6 +161,10 @@ class _ProcessDigest:
                               % (self._algorithm, size, total))
         return hexdigest
 
+    def interrupt(self):
+        # Popen's signalling is safe beside the fill thread's communicate().
+        self._proc.kill()
+
     def abort(self):
         if self._ended:
             return
@@ -234,6 +238,18 @@ class HashPipeline:
         finally:
             self.abort()
         return self.size, hexdigests['md5'], hexdigests[self._multihash_algo]
+
+    def interrupt(self):
+        """From another thread: make a ``finish()`` waiting for digest processes
+        raise DigestError now, by ending those processes.
+
+        Digests in the caller's thread or in threads of this process are not
+        stopped: they hash at full speed, on the process's CPUs.
+        """
+        for digest in list(self._digests.values()):
+            interrupt = getattr(digest, 'interrupt', None)
+            if interrupt is not None:
+                interrupt()
 
     def abort(self):
         """Stop whatever digests are still running."""

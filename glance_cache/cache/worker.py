@@ -349,6 +349,11 @@ class CacheWorker:
                 return 'stopping'
             if job.bytes_done != last_bytes:
                 last_bytes, last_change = job.bytes_done, now
+            elif job.received_all:
+                # The store gave everything; the digests, however long the
+                # node's requests keep them waiting, and the last sync are
+                # no fetch, and stopping them would only start it all again.
+                pass
             elif now - last_change > self.stall_timeout:
                 reason = 'no data for %.1f s' % self.stall_timeout
                 self.cache.abandon(job, reason)

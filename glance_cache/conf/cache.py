@@ -63,7 +63,8 @@ cache_opts = [
                     'a deleted or inactive image, or data that fails verification, is not.'),
     cfg.FloatOpt('fetch_stall_timeout', default=60.0, min=0.1,
                  help='Seconds a fill may go without receiving data before it is aborted '
-                      'and retried. There is no limit on a fill that keeps progressing.'),
+                      'and retried. There is no limit on a fill that keeps progressing, '
+                      'nor on the hashing and syncing once every byte is received.'),
     cfg.FloatOpt('retry_delay', default=2.0, min=0.0,
                  help='Delay before the second attempt; each further attempt waits twice '
                       'as long, up to retry_max_delay, with random jitter of up to half.'),

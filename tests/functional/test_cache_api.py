@@ -445,6 +445,70 @@ def test_stalled_fetch_is_aborted_and_retried(sqlite_node_factory, store):
     assert 'no data for 0.5 s' in node.log()
 
 
+def _worker_pid(node):
+    return int(re.findall(r"Process (\d+) is this node's caching worker", node.log(last=None))[-1])
+
+
+@contextlib.contextmanager
+def _digests_stopped(node, image, served):
+    """Queue ``image`` (12 MiB, its store answer held after 9 MiB) and stop its
+    fill's digest processes (SIGSTOP), as a node whose CPUs are busy with
+    requests would leave them waiting; then release the store and wait until
+    the fill has every byte. Yields their pids; continued (SIGCONT) after."""
+    worker = _worker_pid(node)
+    digesters = []
+    try:
+        put(node, image['id'])
+        wait_partly_done(node, image['id'])
+        digesters = helpers.wait_for(lambda: helpers.digest_processes(worker),
+                                     'the digest processes')
+        assert len(digesters) == 2
+        for pid in digesters:
+            os.kill(pid, signal.SIGSTOP)
+        served.release()
+        wait_job(node, image['id'], 'every byte received',
+                 lambda r: r['bytes_done'] == r['size'])
+        yield digesters
+    finally:
+        served.release()
+        for pid in digesters:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def test_digests_waiting_past_the_stall_timeout_do_not_abort_the_fill(sqlite_node_factory,
+                                                                     store):
+    node = sqlite_node_factory({'cache': dict(RETRYING, fetch_stall_timeout='0.5')})
+    image, served, data = http_image(node, store, 12 * MiB, [hold(9 * MiB)])
+    with _digests_stopped(node, image, served):
+        # What is tested is time passing: four stall timeouts with no byte
+        # received, every byte being in already.
+        time.sleep(2.0)
+        record = job(node, image['id'])
+        assert record['state'] == 'caching' and record['attempts'] == 1, record
+    record = wait_cached(node, image['id'])
+    assert record['attempts'] == 1
+    assert served.requests == 1
+    assert 'no data for' not in node.log()
+    assert sha512_of(os.path.join(cache_dir(node), image['id'])) == image['os_hash_value']
+
+
+def test_delete_stops_a_fill_waiting_for_its_digests(cache_node, store):
+    image, served, _ = http_image(cache_node, store, 12 * MiB, [hold(9 * MiB)])
+    worker = _worker_pid(cache_node)
+    with _digests_stopped(cache_node, image, served):
+        resp = cache_node.request('DELETE', '/v2/cache/%s' % image['id'])
+        assert resp.status_code == 204, resp.text
+        # The fill stops them rather than waiting for them, and the worker
+        # goes on to the next job while they would still be stopped.
+        helpers.wait_for(lambda: not helpers.digest_processes(worker),
+                         'the digest processes to end')
+        drain(cache_node)
+    assert_never_cached(cache_node, image['id'])
+    assert not incomplete(cache_node)
+    assert served.requests == 1
+
+
 # -- cancelling --------------------------------------------------------------------
 
 

@@ -179,6 +179,41 @@ def test_abort_stops_and_reaps_the_processes(tmp_path):
     assert all(p.returncode is not None for p in procs)
 
 
+def test_interrupt_ends_a_finish_waiting_for_stopped_digests(tmp_path):
+    path = tmp_path / 'incomplete'
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        pipeline = hashing.HashPipeline('sha512', BIG, fd)
+        procs = [d._proc for d in pipeline._digests.values()]
+        for proc in procs:
+            proc.send_signal(signal.SIGSTOP)   # as starved of CPU: never done
+        os.write(fd, b'x' * 1000)
+        pipeline.update(b'x' * 1000)
+        outcome = []
+
+        def finish():
+            try:
+                outcome.append(pipeline.finish())
+            except hashing.DigestError as exc:
+                outcome.append(exc)
+
+        waiting = threading.Thread(target=finish)
+        waiting.start()
+        pipeline.interrupt()
+        waiting.join(30)
+        assert not waiting.is_alive(), 'finish() still waits for the stopped digests'
+        assert isinstance(outcome[0], hashing.DigestError), outcome
+        assert 'killed by signal 9' in str(outcome[0])
+        assert all(p.returncode == -signal.SIGKILL for p in procs)
+        pipeline.interrupt()   # once they are gone, a no-op
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                proc.wait()
+        os.close(fd)
+
+
 def test_a_large_fill_with_bad_data_is_caught_by_the_process_digests(cache_factory):
     cache = cache_factory()
     data = os.urandom(BIG)
