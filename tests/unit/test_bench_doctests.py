@@ -13,7 +13,7 @@ BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abs
     __file__)))), 'bench')
 
 
-@pytest.mark.parametrize('name', ['_common', 'cache_api'])
+@pytest.mark.parametrize('name', ['_common', 'cache_api', 'pauses'])
 def test_bench_docstring_examples(name, monkeypatch):
     monkeypatch.syspath_prepend(BENCH)
     module = importlib.import_module(name)
