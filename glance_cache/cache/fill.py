@@ -28,10 +28,17 @@ from glance_cache.cache import cpus, hashing
 LOG = logging.getLogger(__name__)
 
 FLUSH_EVERY = 64 * 1024 * 1024
-# The most a fill copies in one system call when the kernel copies the image
-# from the store's file: fewer calls take the GIL back less often, and the
-# fill still sees a cancel within milliseconds.
-KERNEL_COPY_SIZE = 8 * 1024 * 1024
+# How much a fill asks the kernel to copy in one system call when it copies
+# the image from the store's file. Each call's return takes the server's GIL
+# back (from a request thread, it may be), so the fewer the better; but the
+# fill sees a cancel only between calls. So a fill starts with calls of
+# KERNEL_COPY_MIN bytes, asks twice as much after a call that took under half
+# KERNEL_COPY_SECONDS, up to KERNEL_COPY_MAX, and half as much after one that
+# took over twice that: from the page cache, calls of 64 MiB; from a slow
+# disk, of 8 MiB, as long as before.
+KERNEL_COPY_MIN = 8 * 1024 * 1024
+KERNEL_COPY_MAX = 64 * 1024 * 1024
+KERNEL_COPY_SECONDS = 0.05
 
 
 class FillError(errors.GlanceCacheError):
@@ -287,8 +294,8 @@ class FillJob:
         for each piece once it is there.
 
         With ``source_fd``, a local file holding the image from its current
-        position (the filesystem store's), the kernel copies it, up to
-        KERNEL_COPY_SIZE bytes a call, and ``chunk`` is None: the bytes never
+        position (the filesystem store's), the kernel copies it, from
+        KERNEL_COPY_MIN to KERNEL_COPY_MAX bytes a call, and ``chunk`` is None: the bytes never
         enter the process. Through Python, each MiB costs a read and a write,
         and the digests' notices, each taking the GIL back when it returns;
         each time, a request thread holding the GIL may keep the fill
@@ -316,10 +323,12 @@ class FillJob:
         """Copy by ``copy`` from ``source_fd`` to the end, yielding ``(count, None)``
         per call; _NoKernelCopy, before any byte is copied, if it cannot."""
         copied = 0
+        size = KERNEL_COPY_MIN
         while True:
             self._check_cancel()
+            started = _now()
             try:
-                count = copy(source_fd, self._write_fd, KERNEL_COPY_SIZE)
+                count = copy(source_fd, self._write_fd, size)
             except OSError as exc:
                 if copied == 0 and exc.errno in _NO_KERNEL_COPY:
                     raise _NoKernelCopy('%s cannot copy between the store\'s file and the '
@@ -331,6 +340,8 @@ class FillJob:
             if not count:
                 return
             copied += count
+            if count == size:
+                size = next_copy_size(size, _now() - started)
             yield count, None
 
     def _check_cancel(self):
@@ -495,6 +506,27 @@ class _NoKernelCopy(Exception):
 _NO_KERNEL_COPY = frozenset({errno.ENOSYS, errno.EXDEV, errno.EOPNOTSUPP, errno.EINVAL})
 # What says the cache's disk, not the store, failed.
 _DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+_now = time.monotonic
+
+
+def next_copy_size(size, seconds):
+    """The size of the next kernel copy after one of ``size`` bytes took ``seconds``.
+
+    >>> MiB = 1024 * 1024
+    >>> next_copy_size(8 * MiB, 0.004) // MiB, next_copy_size(64 * MiB, 0.004) // MiB
+    (16, 64)
+    >>> next_copy_size(32 * MiB, 0.2) // MiB, next_copy_size(8 * MiB, 2.0) // MiB
+    (16, 8)
+    >>> next_copy_size(32 * MiB, KERNEL_COPY_SECONDS) // MiB
+    32
+    """
+    if seconds < KERNEL_COPY_SECONDS / 2:
+        return min(size * 2, KERNEL_COPY_MAX)
+    if seconds > KERNEL_COPY_SECONDS * 2:
+        return max(size // 2, KERNEL_COPY_MIN)
+    return size
 
 
 def _copy_file_range(source_fd, fd, count):

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from glance_cache.cache import cpus, digester, hashing
+from glance_cache.cache import cpus, digester, fill, hashing
 from tests.unit.cache.conftest import image_for
 
 BIG = hashing.INLINE_HASH_LIMIT + 12345
@@ -20,7 +20,7 @@ MIB = 1024 * 1024
 
 
 def test_doctests():
-    for module in (digester, cpus):
+    for module in (digester, cpus, fill):
         assert doctest.testmod(module).failed == 0
 
 

@@ -19,8 +19,16 @@ from glance_cache import store as store_module
 from glance_cache.cache import fill, hashing
 from tests.unit.cache.conftest import cached_bytes, image_for
 
-BIG = 3 * fill.KERNEL_COPY_SIZE + 12345   # several copies, digested by processes
+MIB = 1024 * 1024
+BIG = 3 * fill.KERNEL_COPY_MIN + 12345   # several copies, digested by processes
 SHM = '/dev/shm'
+
+
+@pytest.fixture(autouse=True)
+def steady_copies(monkeypatch):
+    """Every kernel copy asks for KERNEL_COPY_MIN bytes, however quick, so
+    that the tests can count the calls."""
+    monkeypatch.setattr(fill, 'KERNEL_COPY_MAX', fill.KERNEL_COPY_MIN)
 
 
 def _image_store(directory):
@@ -91,7 +99,7 @@ def _fill_counted(monkeypatch, cache, store_dir, data, fail_with=None):
 def test_the_kernel_copies_an_image_from_the_file_store(cache_factory, tmp_path, monkeypatch):
     data = os.urandom(BIG)
     job, calls = _fill_counted(monkeypatch, cache_factory(), tmp_path / 'store', data)
-    # Up to KERNEL_COPY_SIZE a call, and one more that finds the end.
+    # KERNEL_COPY_MIN a call (see steady_copies), and one more that finds the end.
     assert calls == {'copy_file_range': 5, 'sendfile': 0}
     assert job.bytes_done == len(data)
 
@@ -158,9 +166,34 @@ def test_a_cancel_stops_the_copy_before_its_next_call(cache_factory, tmp_path, m
     assert job.state == job.CANCELLED
     # The call that came with the cancel still copied; none followed it.
     assert calls['copy_file_range'] == 2
-    assert job.bytes_done == 2 * fill.KERNEL_COPY_SIZE
+    assert job.bytes_done == 2 * fill.KERNEL_COPY_MIN
     assert cache.get(image['id']) is None
     assert os.listdir(cache.incomplete_dir) == []
+
+
+def test_quick_copies_grow_and_slow_ones_shrink(cache_factory, tmp_path, monkeypatch):
+    monkeypatch.setattr(fill, 'KERNEL_COPY_MAX', 64 * MIB)
+    quick, slow = fill.KERNEL_COPY_SECONDS / 10, fill.KERNEL_COPY_SECONDS * 4
+    # The third call is slow; the calls' own time is the fill's clock.
+    took = [quick, quick, slow, quick, quick]
+    clock = [0.0]
+    monkeypatch.setattr(fill, '_now', lambda: clock[0])
+    asked = []
+    real = os.copy_file_range
+
+    def copy_file_range(source_fd, fd, count):
+        asked.append(count // MIB)
+        clock[0] += took[len(asked) - 1]
+        return real(source_fd, fd, count)
+
+    monkeypatch.setattr(os, 'copy_file_range', copy_file_range)
+    data = os.urandom((8 + 16 + 32) * MIB + 12345)
+    job = _fill_from(cache_factory(), *_stored(tmp_path / 'store', data))
+    assert job.state == job.DONE, job.error
+    # Twice as much after each quick call, half after the slow one; a short
+    # call (the image's end) changes nothing.
+    assert asked == [8, 16, 32, 16, 16]
+    assert cached_bytes(job.cache, job.image_id) == data
 
 
 def test_a_store_file_longer_than_the_image_is_refused(cache_factory, tmp_path):
