@@ -294,15 +294,15 @@ class FillJob:
         for each piece once it is there.
 
         With ``source_fd``, a local file holding the image from its current
-        position (the filesystem store's), the kernel copies it, from
-        KERNEL_COPY_MIN to KERNEL_COPY_MAX bytes a call, and ``chunk`` is None: the bytes never
-        enter the process. Through Python, each MiB costs a read and a write,
-        and the digests' notices, each taking the GIL back when it returns;
-        each time, a request thread holding the GIL may keep the fill
-        waiting, and the fill then takes it from the request. The kernel's
-        copy takes it back about ten times less often. Where the kernel
-        cannot copy between the two files, the bytes of ``chunks`` are
-        written.
+        position (the filesystem store's), the kernel copies it,
+        KERNEL_COPY_MIN to KERNEL_COPY_MAX bytes a call, and ``chunk`` is
+        None: the bytes never enter the process. Through Python, each MiB
+        costs a read and a write, and the digests' notices, each taking the
+        GIL back when it returns; each time, a request thread holding the
+        GIL may keep the fill waiting, and the fill then takes it from the
+        request. The kernel's copy takes it back once per 8 to 64 MiB.
+        Where the kernel cannot copy between the two files, the bytes
+        of ``chunks`` are written.
         """
         if source_fd is not None:
             for copy in (_copy_file_range, _sendfile):
