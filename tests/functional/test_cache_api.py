@@ -317,6 +317,10 @@ def test_data_failing_verification_is_never_cached(cache_node, store, size):
     assert image['id'] not in cached_ids(cache_node)
 
 
+def _worker_pid(node):
+    return int(re.findall(r"Process (\d+) is this node's caching worker", node.log(last=None))[-1])
+
+
 def _fill_placement(node):
     """(the caching worker's process, the CPUs of its background fills, every CPU)."""
     # The latest start's lines (the node may have been restarted).
@@ -325,7 +329,7 @@ def _fill_placement(node):
                             r'to requests', log)
     assert placements, 'the worker says where fills run'
     fill_cpus = frozenset(int(cpu) for cpu in placements[-1].split(','))
-    worker = int(re.findall(r"Process (\d+) is this node's caching worker", log)[-1])
+    worker = _worker_pid(node)
     every_cpu = frozenset(os.sched_getaffinity(worker))
     assert fill_cpus < every_cpu
     return worker, fill_cpus, every_cpu
@@ -443,10 +447,6 @@ def test_stalled_fetch_is_aborted_and_retried(sqlite_node_factory, store):
     assert served.requests == 2
     assert sha512_of(os.path.join(cache_dir(node), image['id'])) == image['os_hash_value']
     assert 'no data for 0.5 s' in node.log()
-
-
-def _worker_pid(node):
-    return int(re.findall(r"Process (\d+) is this node's caching worker", node.log(last=None))[-1])
 
 
 @contextlib.contextmanager

@@ -146,72 +146,68 @@ def test_a_digester_whose_fill_died_stops_within_a_window(tmp_path):
     assert hashed <= digester.WINDOW
 
 
-def test_a_digest_process_that_dies_fails_the_pipeline_with_its_status(tmp_path):
-    path = tmp_path / 'incomplete'
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+@pytest.fixture
+def process_pipeline(tmp_path):
+    """``(HashPipeline with digest processes, the descriptor they read)``;
+    whatever of it is left is stopped at the end."""
+    fd = os.open(tmp_path / 'incomplete', os.O_RDWR | os.O_CREAT, 0o600)
+    pipeline = None
     try:
         pipeline = hashing.HashPipeline('sha512', BIG, fd)
-        os.write(fd, b'x' * 1000)
+        yield pipeline, fd
+    finally:
+        if pipeline is not None:
+            pipeline.abort()
+        os.close(fd)
+
+
+def test_a_digest_process_that_dies_fails_the_pipeline_with_its_status(process_pipeline):
+    pipeline, fd = process_pipeline
+    os.write(fd, b'x' * 1000)
+    pipeline.update(b'x' * 1000)
+    victim = pipeline._digests['md5']._proc
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    with pytest.raises(hashing.DigestError,
+                       match=r'md5 digest process of the fill failed \(killed by signal 9\)'):
+        # The next announcement finds the pipe closed, or the end finds the status.
         pipeline.update(b'x' * 1000)
-        victim = pipeline._digests['md5']._proc
-        victim.send_signal(signal.SIGKILL)
-        victim.wait()
-        with pytest.raises(hashing.DigestError,
-                           match=r'md5 digest process of the fill failed \(killed by signal 9\)'):
-            # The next announcement finds the pipe closed, or the end finds the status.
-            pipeline.update(b'x' * 1000)
-            pipeline.finish()
-        assert pipeline._digests == {}
-    finally:
-        os.close(fd)
+        pipeline.finish()
+    assert pipeline._digests == {}
 
 
-def test_abort_stops_and_reaps_the_processes(tmp_path):
-    path = tmp_path / 'incomplete'
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        pipeline = hashing.HashPipeline('sha512', BIG, fd)
-        procs = [d._proc for d in pipeline._digests.values()]
-        pipeline.abort()
-        pipeline.abort()
-    finally:
-        os.close(fd)
+def test_abort_stops_and_reaps_the_processes(process_pipeline):
+    pipeline, _ = process_pipeline
+    procs = [d._proc for d in pipeline._digests.values()]
+    pipeline.abort()
+    pipeline.abort()
     assert all(p.returncode is not None for p in procs)
 
 
-def test_interrupt_ends_a_finish_waiting_for_stopped_digests(tmp_path):
-    path = tmp_path / 'incomplete'
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        pipeline = hashing.HashPipeline('sha512', BIG, fd)
-        procs = [d._proc for d in pipeline._digests.values()]
-        for proc in procs:
-            proc.send_signal(signal.SIGSTOP)   # as starved of CPU: never done
-        os.write(fd, b'x' * 1000)
-        pipeline.update(b'x' * 1000)
-        outcome = []
+def test_interrupt_ends_a_finish_waiting_for_stopped_digests(process_pipeline):
+    pipeline, fd = process_pipeline
+    procs = [d._proc for d in pipeline._digests.values()]
+    for proc in procs:
+        proc.send_signal(signal.SIGSTOP)   # as starved of CPU: never done
+    os.write(fd, b'x' * 1000)
+    pipeline.update(b'x' * 1000)
+    outcome = []
 
-        def finish():
-            try:
-                outcome.append(pipeline.finish())
-            except hashing.DigestError as exc:
-                outcome.append(exc)
+    def finish():
+        try:
+            outcome.append(pipeline.finish())
+        except hashing.DigestError as exc:
+            outcome.append(exc)
 
-        waiting = threading.Thread(target=finish)
-        waiting.start()
-        pipeline.interrupt()
-        waiting.join(30)
-        assert not waiting.is_alive(), 'finish() still waits for the stopped digests'
-        assert isinstance(outcome[0], hashing.DigestError), outcome
-        assert 'killed by signal 9' in str(outcome[0])
-        assert all(p.returncode == -signal.SIGKILL for p in procs)
-        pipeline.interrupt()   # once they are gone, a no-op
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                proc.wait()
-        os.close(fd)
+    waiting = threading.Thread(target=finish)
+    waiting.start()
+    pipeline.interrupt()
+    waiting.join(30)
+    assert not waiting.is_alive(), 'finish() still waits for the stopped digests'
+    assert isinstance(outcome[0], hashing.DigestError), outcome
+    assert 'killed by signal 9' in str(outcome[0])
+    assert all(p.returncode == -signal.SIGKILL for p in procs)
+    pipeline.interrupt()   # once they are gone, a no-op
 
 
 def test_a_large_fill_with_bad_data_is_caught_by_the_process_digests(cache_factory):
